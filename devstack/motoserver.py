@@ -1,0 +1,97 @@
+"""moto's server on loopback, in a child process, on a port the OS picks.
+
+``python -m devstack.motoserver`` prints ``PORT <n>`` once the server listens, then serves until
+stdin closes or it is terminated, so a parent that dies never leaves a server behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from types import TracebackType
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT_S = 60
+
+
+class MotoServer:
+    """Start/stop a moto server process; ``endpoint_url`` is valid between ``start`` and ``stop``."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    @property
+    def endpoint_url(self) -> str:
+        assert self.port, "start() the server first"
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> MotoServer:
+        assert self._process is None, "already started"
+        environment = dict(os.environ, AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.motoserver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=environment,
+        )
+        assert self._process.stdout is not None
+        line = _readline_with_timeout(self._process, START_TIMEOUT_S)
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"moto server did not start: {line!r}")
+        self.port = int(line.split()[1])
+        return self
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _readline_with_timeout(process: subprocess.Popen[str], timeout_s: float) -> str:
+    assert process.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout_s)
+    return lines[0].strip() if lines else ""
+
+
+def _serve() -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    print(f"PORT {port}", flush=True)
+    sys.stdin.read()  # returns when the parent closes our stdin or exits
+    server.stop()
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,69 @@
+"""Read ``template.yaml`` and create its resources on an emulated endpoint, never re-declared by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+_FUNCTIONS_WITH_LIST_ARGUMENT = {"GetAtt"}
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """SafeLoader that keeps CloudFormation short-form tags (``!Ref``, ``!Sub``…) as long-form maps."""
+
+
+def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if tag_suffix in _FUNCTIONS_WITH_LIST_ARGUMENT:
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_TemplateLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        document = yaml.load(handle, Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    assert isinstance(document, dict)
+    return document
+
+
+def table_definition(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """CreateTable arguments for the template's ``AWS::DynamoDB::Table`` ``logical_id`` (name aside)."""
+    resource = template["Resources"][logical_id]
+    assert resource["Type"] == "AWS::DynamoDB::Table", resource["Type"]
+    properties = resource["Properties"]
+    arguments: dict[str, Any] = {
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "KeySchema": properties["KeySchema"],
+        "BillingMode": properties.get("BillingMode", "PROVISIONED"),
+    }
+    if "StreamSpecification" in properties:
+        arguments["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": properties["StreamSpecification"]["StreamViewType"],
+        }
+    if "GlobalSecondaryIndexes" in properties:
+        arguments["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    return arguments
+
+
+def create_table(dynamodb_client: Any, logical_id: str, table_name: str) -> None:
+    """Create ``table_name`` with the shape the template declares for ``logical_id`` and wait for it."""
+    arguments = table_definition(load_template(), logical_id)
+    dynamodb_client.create_table(TableName=table_name, **arguments)
+    dynamodb_client.get_waiter("table_exists").wait(
+        TableName=table_name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )

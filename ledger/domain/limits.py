@@ -1,0 +1,15 @@
+"""Hard limits (DESIGN §4). Every one is enforced with ``LimitExceededError``, never silently truncated."""
+
+from __future__ import annotations
+
+PAYLOAD_BYTES_MAX = 32 * 1024
+STREAM_EVENTS_MAX = 1_000
+AMOUNT_MINOR_MAX = 2**63 - 1
+METADATA_KEYS_MAX = 32
+METADATA_KEY_CHARS_MAX = 64
+METADATA_VALUE_CHARS_MAX = 512
+TEXT_CHARS_MAX = 1_024
+ID_CHARS_MAX = 64
+IDEMPOTENCY_KEY_CHARS_MAX = 128
+EVENTS_PER_APPEND_MAX = 100
+HOLD_DAYS_MAX = 31
