@@ -18,10 +18,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger.domain.errors import ChainBrokenError, ValidationError
+from ledger.domain.timestamps import format_timestamp, parse_timestamp
 from ledger.envelope import GENESIS_HASH, RecordedEvent
 
 _encoder = json.JSONEncoder(
@@ -100,22 +100,6 @@ def request_digest(command: str, request: dict[str, Any]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def format_timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC with microseconds, e.g. ``2026-11-21T12:18:16.123456Z``."""
-    assert moment.tzinfo is not None, "timestamps must be timezone-aware"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_timestamp(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValidationError(f"not an ISO-8601 timestamp: {text!r}") from exc
-    if moment.tzinfo is None:
-        raise ValidationError(f"timestamp needs a timezone (e.g. Z): {text!r}")
-    return moment.astimezone(UTC)
-
-
 class _Uuid7Factory:
     """RFC 9562 UUIDv7: 48-bit Unix milliseconds, then a 12-bit counter so ids made in the same
     millisecond by this process still sort in creation order, then 62 random bits."""
@@ -148,3 +132,23 @@ class _Uuid7Factory:
 
 
 uuid7 = _Uuid7Factory()
+
+__all__ = [
+    "canonical_json",
+    "chain_hash",
+    "event_document",
+    "event_hash",
+    "format_timestamp",
+    "hash_document",
+    "parse_timestamp",
+    "request_digest",
+    "uuid7",
+    "verify_chain",
+]
+
+
+def event_document(event: RecordedEvent) -> dict[str, Any]:
+    """The whole event as a JSON-ready document (what the API, the CLI and ``--json`` show)."""
+    document = hash_document(event)
+    document["hash"] = event.hash
+    return document

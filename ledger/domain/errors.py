@@ -20,6 +20,7 @@ hierarchy whatever the backend.
 | hold_expired                | 422  | 3    |
 | hold_not_expired            | 422  | 3    |
 | chain_broken                | 500  | 1    |
+| undecodable_event           | 500  | 1    |
 """
 
 from __future__ import annotations
@@ -139,6 +140,14 @@ class ChainBrokenError(LedgerError):
     code = "chain_broken"
 
 
+
+
+class UndecodableEventError(LedgerError):
+    """A stored event has an unknown type or schema version, or its payload fails validation."""
+
+    code = "undecodable_event"
+
+
 ALL_ERRORS: tuple[type[LedgerError], ...] = (
     ValidationError,
     PanDetectedError,
@@ -154,4 +163,5 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     HoldExpiredError,
     HoldNotExpiredError,
     ChainBrokenError,
+    UndecodableEventError,
 )

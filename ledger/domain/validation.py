@@ -1,0 +1,76 @@
+"""Checks on command input, shared by every command. Malformed → ``validation_error``; too big → ``limit_exceeded``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ledger.domain.errors import LimitExceededError, ValidationError
+from ledger.domain.limits import (
+    ID_CHARS_MAX,
+    METADATA_KEY_CHARS_MAX,
+    METADATA_KEYS_MAX,
+    METADATA_VALUE_CHARS_MAX,
+    TEXT_CHARS_MAX,
+)
+from ledger.domain.pan import reject_pans
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_METADATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_SCORE = re.compile(r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$")
+
+
+def check_id(value: str, field: str) -> str:
+    """An opaque identifier: letters, digits and ``_ . : -``, at most 64 characters."""
+    if len(value) > ID_CHARS_MAX:
+        raise LimitExceededError(f"{field} is longer than {ID_CHARS_MAX} characters")
+    if not _ID.match(value):
+        raise ValidationError(f"{field} must be letters, digits, '_', '.', ':' or '-' (got {value[:32]!r})")
+    reject_pans(value, where=field)
+    return value
+
+
+def check_text(value: str, field: str, *, required: bool = True) -> str:
+    if required and not value.strip():
+        raise ValidationError(f"{field} must not be empty")
+    if len(value) > TEXT_CHARS_MAX:
+        raise LimitExceededError(f"{field} is longer than {TEXT_CHARS_MAX} characters")
+    if _CONTROL.search(value):
+        raise ValidationError(f"{field} must not contain control characters")
+    reject_pans(value, where=field)
+    return value
+
+
+def check_optional_text(value: str | None, field: str) -> str | None:
+    return None if value is None else check_text(value, field)
+
+
+def check_metadata(metadata: Mapping[str, object], field: str = "metadata") -> dict[str, str | int | bool | None]:
+    """Flat string keys to str/int/bool/null values, bounded in count and size, free of PANs."""
+    if len(metadata) > METADATA_KEYS_MAX:
+        raise LimitExceededError(f"{field} has more than {METADATA_KEYS_MAX} keys")
+    checked: dict[str, str | int | bool | None] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not _METADATA_KEY.match(key):
+            raise ValidationError(f"{field} key {str(key)[:32]!r} must be an identifier")
+        if len(key) > METADATA_KEY_CHARS_MAX:
+            raise LimitExceededError(f"{field} key {key[:32]!r}… is longer than {METADATA_KEY_CHARS_MAX}")
+        if isinstance(value, str):
+            if len(value) > METADATA_VALUE_CHARS_MAX:
+                raise LimitExceededError(f"{field}.{key} is longer than {METADATA_VALUE_CHARS_MAX} characters")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > 2**63 - 1:
+                raise LimitExceededError(f"{field}.{key} is outside the 64-bit integer range")
+        elif not (value is None or isinstance(value, bool)):
+            raise ValidationError(f"{field}.{key} must be a string, an integer, a boolean or null")
+        checked[key] = value  # type: ignore[assignment]  # narrowed by the branches above
+    reject_pans(checked, where=field)
+    return checked
+
+
+def check_score(score: str) -> str:
+    """A risk score: a decimal from 0 to 1 with at most 6 places, kept as text (never a float)."""
+    if not _SCORE.match(score):
+        raise ValidationError(f"score must be a decimal between 0 and 1 (got {score[:16]!r})")
+    return score

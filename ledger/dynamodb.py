@@ -1,0 +1,237 @@
+"""DynamoDB event store: one item per event, ``pk`` = stream id, ``sk`` = version (DESIGN §3-§4).
+
+``event_to_item`` / ``item_to_event`` are the item format every consumer shares (stream NewImages
+included). The AttributeValue mapping is written by hand: it is the hot path, and it keeps the
+format visible in one place.
+
+Guarantees (the ``EventStore`` port):
+- ``load`` is one strongly consistent Query (more pages only past DynamoDB's 1 MB page size).
+- ``append`` of one event is one conditional PutItem, of several one TransactWriteItems; every
+  item is conditioned on ``attribute_not_exists(pk)``, so a version is written once or not at all.
+
+Errors, in order of precedence:
+- ``ConcurrencyError``: a version of the append already exists, or another transaction was writing
+  it at the same moment (``TransactionConflict``); the caller reloads and decides again.
+- ``LimitExceededError``: ``load`` found more than ``limit`` events.
+- anything else from DynamoDB (missing table, throttling…) is an operating or configuration
+  failure, not a ledger condition: the botocore ``ClientError`` propagates, with a note naming
+  the table (and, for a cancelled transaction, each item's reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
+from typing import Any
+
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from ledger.domain.errors import ConcurrencyError, LimitExceededError
+from ledger.domain.limits import STREAM_EVENTS_MAX
+from ledger.envelope import ACTOR_KINDS, Actor, RecordedEvent
+from ledger.store import EventStore, check_append_batch
+
+Item = dict[str, Any]
+"""A DynamoDB item in the low-level AttributeValue format, e.g. ``{"pk": {"S": "payment#…"}}``."""
+
+TRANSACT_WRITE_ITEMS_MAX = 100
+# A Query page stops at 1 MB and an item is at most 400 KB, so every page that is not the last
+# holds at least 2 items: this bounds the pages a load of ``limit + 1`` items can take.
+_QUERY_PAGE_ITEMS_MIN = 2
+_NEW_ITEM_CONDITION = "attribute_not_exists(pk)"
+# Codes meaning "another writer has (or is writing) this key": a PutItem error code, or a
+# cancellation reason of one item of a TransactWriteItems.
+_PUT_CONFLICT_CODES = frozenset({"ConditionalCheckFailedException", "TransactionConflictException"})
+_TRANSACTION_CONFLICT_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+class DynamoDBEventStore(EventStore):
+    """``EventStore`` on one DynamoDB table shaped like ``EventsTable`` in template.yaml.
+
+    ``client`` is a boto3 low-level DynamoDB client, created once per process by the caller.
+    """
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table_name = table_name
+
+    def load(
+        self, stream_id: str, *, version_max: int | None = None, limit: int = STREAM_EVENTS_MAX
+    ) -> list[RecordedEvent]:
+        assert limit >= 0, limit
+        condition = "pk = :pk"
+        values: Item = {":pk": {"S": stream_id}}
+        if version_max is not None:
+            condition += " AND sk <= :version_max"
+            values[":version_max"] = {"N": str(version_max)}
+        arguments: dict[str, Any] = {
+            "TableName": self._table_name,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": True,
+            "ScanIndexForward": True,
+        }
+        events: list[RecordedEvent] = []
+        pages_max = (limit + 1) // _QUERY_PAGE_ITEMS_MIN + 2
+        for _ in range(pages_max):
+            # Ask for one item more than allowed: its presence is what LimitExceededError means.
+            response = _call(
+                self._client.query, self._table_name, Limit=limit + 1 - len(events), **arguments
+            )
+            events.extend(item_to_event(item) for item in response["Items"])
+            if len(events) > limit:
+                raise LimitExceededError(f"stream {stream_id} holds more than {limit} events")
+            start_key = response.get("LastEvaluatedKey")
+            if start_key is None:
+                _assert_loaded(stream_id, events)
+                return events
+            arguments["ExclusiveStartKey"] = start_key
+        raise RuntimeError(
+            f"Query on {self._table_name} for {stream_id} did not finish within {pages_max} pages"
+        )
+
+    def append(self, events: Sequence[RecordedEvent]) -> None:
+        check_append_batch(events)
+        first, last = events[0], events[-1]
+        _put_new_items(
+            self._client,
+            self._table_name,
+            [event_to_item(event) for event in events],
+            conflict_error=lambda: ConcurrencyError(
+                f"stream {first.stream_id} already has one of versions {first.version}..{last.version}"
+            ),
+        )
+
+
+def event_to_item(event: RecordedEvent) -> Item:
+    """The DynamoDB item of ``event`` (DESIGN §3); ``causation_id`` is omitted when None."""
+    item: Item = {
+        "pk": {"S": event.stream_id},
+        "sk": {"N": str(event.version)},
+        "event_id": {"S": event.event_id},
+        "event_type": {"S": event.event_type},
+        "schema_version": {"N": str(event.schema_version)},
+        "occurred_at": {"S": event.occurred_at},
+        "recorded_at": {"S": event.recorded_at},
+        "actor": {"M": {name: {"S": value} for name, value in event.actor.to_dict().items()}},
+        "correlation_id": {"S": event.correlation_id},
+        "idempotency_key": {"S": event.idempotency_key},
+        "request_digest": {"S": event.request_digest},
+        "payload": {"S": event.payload},
+        "prev_hash": {"S": event.prev_hash},
+        "hash": {"S": event.hash},
+    }
+    if event.causation_id is not None:
+        item["causation_id"] = {"S": event.causation_id}
+    return item
+
+
+def item_to_event(item: Mapping[str, Any]) -> RecordedEvent:
+    """The event stored in ``item``: a table item or a DynamoDB Streams / Kinesis ``NewImage``."""
+    actor = item["actor"]["M"]
+    kind = actor["kind"]["S"]
+    assert kind in ACTOR_KINDS, kind
+    return RecordedEvent(
+        stream_id=item["pk"]["S"],
+        version=int(item["sk"]["N"]),
+        event_id=item["event_id"]["S"],
+        event_type=item["event_type"]["S"],
+        schema_version=int(item["schema_version"]["N"]),
+        occurred_at=item["occurred_at"]["S"],
+        recorded_at=item["recorded_at"]["S"],
+        actor=Actor(
+            kind=kind,
+            id=actor["id"]["S"],
+            model=_optional_string(actor, "model"),
+            version=_optional_string(actor, "version"),
+        ),
+        correlation_id=item["correlation_id"]["S"],
+        causation_id=_optional_string(item, "causation_id"),
+        idempotency_key=item["idempotency_key"]["S"],
+        request_digest=item["request_digest"]["S"],
+        payload=item["payload"]["S"],
+        prev_hash=item["prev_hash"]["S"],
+        hash=item["hash"]["S"],
+    )
+
+
+def _optional_string(attributes: Mapping[str, Any], name: str) -> str | None:
+    value = attributes.get(name)
+    return None if value is None else str(value["S"])
+
+
+def _assert_loaded(stream_id: str, events: Sequence[RecordedEvent]) -> None:
+    """What a key-condition Query guarantees; gaps are left to ``verify_chain`` (ChainBrokenError)."""
+    for previous, event in pairwise(events):
+        assert event.version > previous.version, (stream_id, previous.version, event.version)
+    assert all(event.stream_id == stream_id for event in events), stream_id
+
+
+def _put_new_items(
+    client: Any,
+    table_name: str,
+    items: Sequence[Item],
+    *,
+    conflict_error: Callable[[], Exception],
+) -> None:
+    """Write ``items``, none of which may exist yet, all or nothing.
+
+    One item: one PutItem; several: one TransactWriteItems. Each is conditioned on
+    ``attribute_not_exists(pk)``. If any key exists (or another transaction is writing it),
+    nothing is written and ``conflict_error()`` is raised, chained to the DynamoDB error.
+    Shared by ``DynamoDBEventStore`` and ``ledger.recorder.DynamoDBAggregateRecorder``.
+    """
+    assert 0 < len(items) <= TRANSACT_WRITE_ITEMS_MAX, len(items)
+    put = {
+        "TableName": table_name,
+        "ConditionExpression": _NEW_ITEM_CONDITION,
+        "ReturnValuesOnConditionCheckFailure": "NONE",
+    }
+    try:
+        if len(items) == 1:
+            client.put_item(Item=items[0], **put)
+        else:
+            client.transact_write_items(
+                TransactItems=[{"Put": {"Item": item, **put}} for item in items]
+            )
+    except ClientError as exc:
+        if _is_conflict(exc):
+            raise conflict_error() from exc
+        _explain(exc, table_name)
+        raise
+
+
+def _is_conflict(exc: Any) -> bool:
+    code = exc.response["Error"]["Code"]
+    if code == "TransactionCanceledException":
+        return any(
+            reason.get("Code") in _TRANSACTION_CONFLICT_REASONS
+            for reason in exc.response.get("CancellationReasons", ())
+        )
+    return code in _PUT_CONFLICT_CODES
+
+
+def _call(operation: Callable[..., Any], table_name: str, **arguments: Any) -> Any:
+    try:
+        return operation(**arguments)
+    except ClientError as exc:
+        _explain(exc, table_name)
+        raise
+
+
+def _explain(exc: Any, table_name: str) -> None:
+    """Add a note saying what a non-ledger DynamoDB failure means for us; the error propagates."""
+    code = exc.response["Error"]["Code"]
+    if code == "ResourceNotFoundException":
+        exc.add_note(
+            f"DynamoDB table {table_name!r} does not exist: a configuration error "
+            "(check the configured table name and the deployed stack), not a ledger condition"
+        )
+    elif code == "TransactionCanceledException":
+        reasons = [
+            f"item {position}: {reason.get('Code')} {reason.get('Message', '')}".rstrip()
+            for position, reason in enumerate(exc.response.get("CancellationReasons", ()))
+        ]
+        exc.add_note(f"TransactWriteItems on {table_name!r} cancelled: " + "; ".join(reasons))
+    else:
+        exc.add_note(f"DynamoDB call on table {table_name!r} failed with {code}")
