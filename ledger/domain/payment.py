@@ -51,7 +51,6 @@ from ledger.domain.postings import (
     customer_account,
     merchant_account,
     processor_account,
-    settlement_account,
     transfer,
 )
 from ledger.domain.timestamps import format_timestamp, parse_timestamp
@@ -414,10 +413,7 @@ def _settle(state: PaymentState, command: Command, now: datetime) -> list[Payloa
             currency=state.currency,
             processor=processor,
             settlement_reference=command.reference,
-            postings=(
-                *transfer(processor_account(processor), customer_account(state.customer_id), net, state.currency, "posted"),
-                *transfer(merchant_account(state.merchant_id), settlement_account(state.merchant_id), net, state.currency, "posted"),
-            ),
+            postings=transfer(processor_account(processor), customer_account(state.customer_id), net, state.currency, "posted"),
         )
     )
     return events

@@ -14,8 +14,15 @@ Guarantee: within every event, debits equal credits per currency and phase, so e
 view sums to zero per currency.
 
 Accounts: ``customer:<id>`` (owed by the customer's card), ``merchant:<id>`` (owed to the
-merchant), ``processor:<name>`` (clearing at the processor), ``settlement:<merchant id>``
-(paid out to the merchant's bank).
+merchant), ``processor:<name>`` (clearing: collected by the processor, owed to us).
+
+| event                | lines (debit → credit)                                  |
+|----------------------|---------------------------------------------------------|
+| PaymentAuthorized    | customer → merchant, ``pending``                        |
+| PaymentCaptured      | customer → merchant, ``post_pending``                   |
+| PaymentVoided, PaymentExpired, PaymentHoldReleased | customer → merchant, ``void_pending`` |
+| PaymentSettled       | processor → customer, ``posted`` (the processor collected the card funds) |
+| PaymentRefunded      | merchant → customer, ``posted``                         |
 """
 
 from __future__ import annotations
@@ -50,10 +57,6 @@ def merchant_account(merchant_id: str) -> str:
 
 def processor_account(processor: str) -> str:
     return f"processor:{processor}"
-
-
-def settlement_account(merchant_id: str) -> str:
-    return f"settlement:{merchant_id}"
 
 
 def transfer(

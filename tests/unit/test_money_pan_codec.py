@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.codec import canonical_json, chain_hash, uuid7, verify_chain
+from ledger.domain.errors import (
+    ChainBrokenError,
+    LimitExceededError,
+    PanDetectedError,
+    ValidationError,
+)
+from ledger.domain.money import CURRENCY_EXPONENTS, format_amount, parse_amount
+from ledger.domain.pan import PAN_MASK, contains_pan, luhn_valid, redact_pans, reject_pans
+from ledger.domain.validation import check_metadata
+
+# ── money ──────────────────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "minor"),
+    [
+        ("12.34", "EUR", 1234),
+        ("12", "EUR", 1200),
+        ("12.3", "EUR", 1230),
+        ("0.01", "EUR", 1),
+        ("1000", "JPY", 1000),
+        ("1.234", "BHD", 1234),
+        ("0.0001", "CLF", 1),
+        ("92233720368547758.07", "EUR", 2**63 - 1),
+    ],
+)
+def test_parse_amount_valid_and_boundary(text: str, currency: str, minor: int) -> None:
+    assert parse_amount(text, currency) == minor
+
+
+@pytest.mark.parametrize(
+    ("text", "currency"),
+    [("12.345", "EUR"), ("1.5", "JPY"), ("1.2345", "BHD"), ("-1", "EUR"), ("1e3", "EUR"),
+     (" 1", "EUR"), ("01", "EUR"), (".5", "EUR"), ("0", "EUR"), ("0.00", "EUR"), ("", "EUR"),
+     ("1", "XXX"), ("1", "eur"), ("NaN", "EUR"), ("١٢", "EUR")],
+)  # fmt: skip
+def test_parse_amount_rejects_malformed_or_too_precise(text: str, currency: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_amount(text, currency)
+
+
+def test_parse_amount_over_64_bits_is_a_limit() -> None:
+    with pytest.raises(LimitExceededError):
+        parse_amount("92233720368547758.08", "EUR")
+
+
+@given(st.sampled_from(sorted(CURRENCY_EXPONENTS)), st.integers(1, 2**63 - 1))
+def test_format_then_parse_round_trips(currency: str, minor: int) -> None:
+    assert parse_amount(format_amount(minor, currency), currency) == minor
+
+
+def test_currency_exponents_of_note() -> None:
+    assert CURRENCY_EXPONENTS["JPY"] == 0
+    assert CURRENCY_EXPONENTS["EUR"] == 2
+    assert CURRENCY_EXPONENTS["BHD"] == 3
+    assert CURRENCY_EXPONENTS["KWD"] == 3
+    assert CURRENCY_EXPONENTS["CLF"] == 4
+    assert len(CURRENCY_EXPONENTS) > 150
+
+
+# ── PAN guard ──────────────────────────────────────────────────────────────────────────────
+
+VISA = "4111111111111111"
+MASTERCARD = "5555555555554444"
+AMEX = "378282246310005"  # 15 digits
+NINETEEN = "6011000990139424" + "000"  # 19 digits: check Luhn below
+
+
+def _luhn_complete(prefix: str) -> str:
+    for last in "0123456789":
+        if luhn_valid(prefix + last):
+            return prefix + last
+    raise AssertionError
+
+
+@pytest.mark.parametrize(
+    "text",
+    [VISA, MASTERCARD, AMEX, "4111 1111 1111 1111", "4111-1111-1111-1111", f"card {VISA} end",
+     f"x{VISA}y", _luhn_complete("123456789012"), _luhn_complete("123456789012345678")],
+)  # fmt: skip
+def test_pan_detected(text: str) -> None:
+    assert contains_pan(text)
+    with pytest.raises(PanDetectedError) as error:
+        reject_pans({"note": text}, where="metadata")
+    assert VISA not in error.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["4111111111111112", "411111111111", VISA + "1", "2026-11-21T12:18:16.123456Z",
+     "01a1fe0d-7021-706e-b017-6d6aa9f2fa0a", "order 12345", _luhn_complete("12345678901"),
+     _luhn_complete("1234567890123456789")],
+)  # fmt: skip
+def test_not_a_pan(text: str) -> None:
+    assert not contains_pan(text)
+
+
+def test_pan_in_key_integer_and_nested_value_is_rejected() -> None:
+    for value in ({VISA: "x"}, {"n": int(VISA)}, {"a": [{"b": VISA}]}):
+        with pytest.raises(PanDetectedError):
+            reject_pans(value, where="metadata")
+    reject_pans({"amount_minor": int(VISA)}, where="payload", integers=False)
+
+
+def test_metadata_checks_pans_and_limits() -> None:
+    with pytest.raises(PanDetectedError):
+        check_metadata({"card": VISA})
+    with pytest.raises(LimitExceededError):
+        check_metadata({f"k{i}": i for i in range(33)})
+    with pytest.raises(ValidationError):
+        check_metadata({"bad key": 1})
+    assert check_metadata({"order": "A-1", "n": 3, "ok": True, "none": None}) == {
+        "order": "A-1", "n": 3, "ok": True, "none": None,
+    }  # fmt: skip
+
+
+def test_redaction_masks_every_pan_and_keeps_the_rest() -> None:
+    line = f'{{"msg": "paid with {VISA} and {MASTERCARD[:4]} {MASTERCARD[4:8]} {MASTERCARD[8:12]} {MASTERCARD[12:]}", "amount": 1234}}'
+    redacted = redact_pans(line)
+    assert VISA not in redacted and "5555 5555" not in redacted
+    assert redacted.count(PAN_MASK) == 2
+    assert '"amount": 1234' in redacted
+
+
+# ── canonical JSON, chain, ids ─────────────────────────────────────────────────────────────
+
+
+def test_canonical_json_is_sorted_compact_utf8_and_refuses_floats() -> None:
+    assert canonical_json({"b": 1, "a": ["é", None, True]}) == '{"a":["é",null,true],"b":1}'
+    with pytest.raises(ValidationError):
+        canonical_json({"amount": 1.5})
+
+
+def test_chain_hash_is_sha256_of_prev_hash_and_canonical_document() -> None:
+    document = {"b": 2, "a": "x"}
+    expected = hashlib.sha256(("0" * 64 + '{"a":"x","b":2}').encode()).hexdigest()
+    assert chain_hash("0" * 64, document) == expected
+
+
+def test_uuid7_is_version_7_and_time_ordered() -> None:
+    ids = [uuid7() for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(value[14] == "7" and value[19] in "89ab" for value in ids)
+
+
+def test_verify_chain_locates_tampering(recorded_history) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    events = recorded_history
+    assert verify_chain(events) == events[-1].hash
+    payload = json.loads(events[1].payload)
+    payload["score"] = "0.99"
+    tampered = [events[0], replace(events[1], payload=canonical_json(payload)), *events[2:]]
+    with pytest.raises(ChainBrokenError, match=f"version 2 event {events[1].event_id}"):
+        verify_chain(tampered)
+    with pytest.raises(ChainBrokenError, match="expected version 2"):
+        verify_chain([events[0], *events[2:]])
+    with pytest.raises(ChainBrokenError, match="prev_hash"):
+        verify_chain([events[0], replace(events[2], version=2), *events[3:]])
