@@ -63,7 +63,7 @@ def lifecycle(payment_id: str) -> Iterator[tuple[Command, CommandContext]]:
 
 
 def attribute_value_bytes(value: dict[str, Any]) -> int:
-    (kind, content), = value.items()
+    ((kind, content),) = value.items()
     if kind == "S":
         return len(content.encode("utf-8"))
     if kind == "N":
@@ -74,14 +74,18 @@ def attribute_value_bytes(value: dict[str, Any]) -> int:
     if kind == "BOOL" or kind == "NULL":
         return 1
     if kind == "M":
-        return 3 + sum(len(name.encode()) + attribute_value_bytes(item) + 1 for name, item in content.items())
+        return 3 + sum(
+            len(name.encode()) + attribute_value_bytes(item) + 1 for name, item in content.items()
+        )
     if kind == "L":
         return 3 + sum(attribute_value_bytes(item) + 1 for item in content)
     raise AssertionError(kind)
 
 
 def item_bytes(item: dict[str, Any]) -> int:
-    return sum(len(name.encode("utf-8")) + attribute_value_bytes(value) for name, value in item.items())
+    return sum(
+        len(name.encode("utf-8")) + attribute_value_bytes(value) for name, value in item.items()
+    )
 
 
 def write_units(item: dict[str, Any], *, transactional: bool) -> int:
@@ -104,8 +108,8 @@ def measure_memory() -> tuple[float, float, int]:
 
 def measure_baseline(commands: int) -> float:
     """µs per command for the irreducible part: canonical JSON + SHA-256 of an event, one insert."""
-    document = {"event_id": "01a1fe0d-7021-706e-b017-6d6aa9f2fa0a", "payload": {"amount_minor": 12990,
-                "currency": "EUR", "merchant_id": "merchant-0042"}, "prev_hash": "0" * 64}  # fmt: skip
+    payload = {"amount_minor": 12990, "currency": "EUR", "merchant_id": "merchant-0042"}
+    document = {"event_id": "01a1fe0d-7021-706e-b017-6d6aa9f2fa0a", "payload": payload}
     stored: dict[tuple[int, int], str] = {}
     start = time.process_time()
     for index in range(commands):
@@ -132,7 +136,9 @@ def measure_moto(endpoint_url: str) -> dict[str, Any]:
             result = service.execute(command, context)
             per_command.append(sum(requests.values()) - before)
             transactional = len(result.events) > 1
-            lifecycle_units += sum(write_units(event_to_item(e), transactional=transactional) for e in result.events)
+            lifecycle_units += sum(
+                write_units(event_to_item(e), transactional=transactional) for e in result.events
+            )
         units.append(lifecycle_units)
     elapsed = time.perf_counter() - start
     sizes = [item_bytes(event_to_item(e)) for e in store.load("payment#pay-0000000")]
@@ -160,13 +166,21 @@ def main() -> int:
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     requests = moto["requests_per_command"]
     print("bench/append.py — write path")
-    print(f"  DynamoDB requests per command: {dict(requests)} (kinds: {moto['request_kinds']}); target exactly 2")
+    print(
+        f"  DynamoDB requests per command: {dict(requests)} "
+        f"(kinds: {moto['request_kinds']}); target exactly 2"
+    )
     print(f"  item sizes of one lifecycle (bytes): {moto['item_bytes']}")
     print(f"  write units per 5-event lifecycle: {moto['write_units_per_lifecycle']}; target ≤ 5")
-    print(f"  in-memory: {memory_rate:,.0f} commands/s, {memory_cpu_us:,.0f} µs CPU per command over {commands:,} "
-          f"commands; target ≤ 1,000 µs")
-    print(f"  baseline (canonical JSON + SHA-256 + insert): {baseline_us:,.1f} µs per command; "
-          f"command / baseline = {memory_cpu_us / baseline_us:,.1f}×")
+    print(
+        f"  in-memory: {memory_rate:,.0f} commands/s, "
+        f"{memory_cpu_us:,.0f} µs CPU per command over {commands:,} "
+        f"commands; target ≤ 1,000 µs"
+    )
+    print(
+        f"  baseline (canonical JSON + SHA-256 + insert): {baseline_us:,.1f} µs per command; "
+        f"command / baseline = {memory_cpu_us / baseline_us:,.1f}×"
+    )
     print(f"  moto server: {moto['commands_per_s']:,.0f} commands/s (loopback HTTP)")
     print(f"  peak RSS: {peak_rss_mb:,.0f} MB")
     ok = set(requests) == {2} and moto["write_units_per_lifecycle"] <= 5 and memory_cpu_us <= 1_000

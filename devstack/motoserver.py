@@ -17,7 +17,7 @@ START_TIMEOUT_S = 60
 
 
 class MotoServer:
-    """Start/stop a moto server process; ``endpoint_url`` is valid between ``start`` and ``stop``."""
+    """A moto server process; ``endpoint_url`` is valid between ``start`` and ``stop``."""
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[str] | None = None

@@ -1,4 +1,4 @@
-"""Read ``template.yaml`` and create its resources on an emulated endpoint, never re-declared by hand."""
+"""Read ``template.yaml`` and create its resources on an emulated endpoint (never by hand)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ _FUNCTIONS_WITH_LIST_ARGUMENT = {"GetAtt"}
 
 
 class _TemplateLoader(yaml.SafeLoader):
-    """SafeLoader that keeps CloudFormation short-form tags (``!Ref``, ``!Sub``…) as long-form maps."""
+    """SafeLoader keeping CloudFormation short-form tags (``!Ref``, ``!Sub``…) as long forms."""
 
 
-def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+def _construct_intrinsic(
+    loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node
+) -> dict[str, Any]:
     name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
     value: Any
     if isinstance(node, yaml.ScalarNode):
@@ -41,7 +43,7 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 
 def table_definition(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
-    """CreateTable arguments for the template's ``AWS::DynamoDB::Table`` ``logical_id`` (name aside)."""
+    """CreateTable arguments (name aside) for the template's table ``logical_id``."""
     resource = template["Resources"][logical_id]
     assert resource["Type"] == "AWS::DynamoDB::Table", resource["Type"]
     properties = resource["Properties"]
@@ -61,7 +63,7 @@ def table_definition(template: dict[str, Any], logical_id: str) -> dict[str, Any
 
 
 def create_table(dynamodb_client: Any, logical_id: str, table_name: str) -> None:
-    """Create ``table_name`` with the shape the template declares for ``logical_id`` and wait for it."""
+    """Create ``table_name`` shaped as the template's ``logical_id`` and wait for it."""
     arguments = table_definition(load_template(), logical_id)
     dynamodb_client.create_table(TableName=table_name, **arguments)
     dynamodb_client.get_waiter("table_exists").wait(

@@ -65,7 +65,7 @@ def settings_from_stack(stack_name: str) -> Settings:
 @cache
 def aws_client(service: str) -> Any:
     """One boto3 client per service per process (Lambda reuses it across invocations)."""
-    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
 
 
 def build_payment_service(settings: Settings) -> PaymentService:

@@ -37,7 +37,9 @@ def canonical_json(value: Any) -> str:
 
 def _refuse_floats(value: Any) -> None:
     if isinstance(value, float):
-        raise ValidationError("floats are not allowed in events; use integer minor units or strings")
+        raise ValidationError(
+            "floats are not allowed in events; use integer minor units or strings"
+        )
     if isinstance(value, dict):
         for item in value.values():
             _refuse_floats(item)

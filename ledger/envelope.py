@@ -1,4 +1,4 @@
-"""The stored event (DESIGN §3): one immutable envelope per DynamoDB item, hash-chained per stream."""
+"""The stored event (DESIGN §3): one immutable envelope per item, hash-chained per stream."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ PAYMENT_STREAM_PREFIX = "payment#"
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acted: an agent (with its model and version), an API client, the system or an operator."""
+    """Who acted: an agent (with model and version), an API client, the system or an operator."""
 
     kind: ActorKind
     id: str
@@ -31,7 +31,7 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class RecordedEvent:
-    """One event as stored. ``payload`` is canonical JSON text; ``hash`` chains it to ``prev_hash``."""
+    """One event as stored: ``payload`` is canonical JSON text, ``hash`` chains to ``prev_hash``."""
 
     stream_id: str
     version: int

@@ -1,4 +1,4 @@
-"""In-memory event store: the same semantics as DynamoDB (atomic appends, conflicts on versions), thread-safe."""
+"""In-memory event store: DynamoDB's semantics (atomic appends, version conflicts), thread-safe."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from ledger.domain.events import SCHEMA_VERSIONS, Payload, decode_payload, event
 from ledger.domain.limits import IDEMPOTENCY_KEY_CHARS_MAX, PAYLOAD_BYTES_MAX, STREAM_EVENTS_MAX
 from ledger.domain.money import format_amount
 from ledger.domain.pan import reject_pans
-from ledger.domain.payment import Command, InitiatePayment, PaymentState, decide, evolve
+from ledger.domain.payment import Command, PaymentState, decide, evolve
 from ledger.domain.timestamps import format_timestamp, parse_timestamp
 from ledger.domain.validation import check_id, check_text
 from ledger.envelope import ACTOR_KINDS, GENESIS_HASH, Actor, RecordedEvent, payment_stream_id
@@ -51,17 +51,25 @@ class CommandContext:
 
     def __post_init__(self) -> None:
         if not self.idempotency_key or len(self.idempotency_key) > IDEMPOTENCY_KEY_CHARS_MAX:
-            raise ValidationError(f"idempotency key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters")
+            raise ValidationError(
+                f"idempotency key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters"
+            )
         if not _IDEMPOTENCY_KEY.match(self.idempotency_key):
             raise ValidationError("idempotency key must be printable ASCII without spaces")
         reject_pans(self.idempotency_key, where="idempotency key")
         if self.actor.kind not in ACTOR_KINDS:
             raise ValidationError(f"actor kind must be one of {', '.join(ACTOR_KINDS)}")
         check_id(self.actor.id, "actor id")
-        for value, name in ((self.actor.model, "actor model"), (self.actor.version, "actor version")):
+        for value, name in (
+            (self.actor.model, "actor model"),
+            (self.actor.version, "actor version"),
+        ):
             if value is not None:
                 check_text(value, name)
-        for value, name in ((self.correlation_id, "correlation id"), (self.causation_id, "causation id")):
+        for value, name in (
+            (self.correlation_id, "correlation id"),
+            (self.causation_id, "causation id"),
+        ):
             if value is not None:
                 check_id(value, name)
 
@@ -124,9 +132,18 @@ def replay_steps(events: Sequence[RecordedEvent]) -> list[tuple[RecordedEvent, P
     state: PaymentState | None = None
     for expected, event in enumerate(events, start=1):
         if event.version != expected:
-            raise ChainBrokenError(f"{event.stream_id}: version {event.version} where {expected} was expected")
+            raise ChainBrokenError(
+                f"{event.stream_id}: version {event.version} where {expected} was expected"
+            )
         state = evolve(state, decode_payload(event.event_type, event.schema_version, event.payload))
-        steps.append((event, PaymentSnapshot(state, event.version, event.hash, events[0].recorded_at, event.recorded_at)))
+        steps.append(
+            (
+                event,
+                PaymentSnapshot(
+                    state, event.version, event.hash, events[0].recorded_at, event.recorded_at
+                ),
+            )
+        )
     return steps
 
 
@@ -180,7 +197,9 @@ class PaymentService:
             raise NotFoundError(f"payment {payment_id} not found")
         return events
 
-    def get(self, payment_id: str, *, version_max: int | None = None, as_of: str | None = None) -> PaymentSnapshot:
+    def get(
+        self, payment_id: str, *, version_max: int | None = None, as_of: str | None = None
+    ) -> PaymentSnapshot:
         """The payment after ``version_max`` or as recorded at ``as_of`` (default: now)."""
         events = self.load(payment_id, version_max=version_max)
         if as_of is not None:
@@ -204,7 +223,9 @@ class PaymentService:
         if len(history) + len(payloads) > STREAM_EVENTS_MAX:
             raise LimitExceededError(f"{stream_id} would exceed {STREAM_EVENTS_MAX} events")
         timestamp = format_timestamp(now)
-        correlation_id = context.correlation_id or (history[0].correlation_id if history else self._new_event_id())
+        correlation_id = context.correlation_id or (
+            history[0].correlation_id if history else self._new_event_id()
+        )
         causation_id = context.causation_id
         prev_hash = history[-1].hash if history else GENESIS_HASH
         events: list[RecordedEvent] = []
@@ -246,7 +267,7 @@ def _with_hash(event: RecordedEvent) -> RecordedEvent:
 def _find_replay(
     history: Sequence[RecordedEvent], key: str, digest: str, command: Command
 ) -> CommandResult | None:
-    """The original result if ``key`` was already used in this stream; conflict if for another request."""
+    """The original result if ``key`` was used in this stream; a conflict if for another request."""
     last_index = -1
     for index, event in enumerate(history):
         if event.idempotency_key == key:

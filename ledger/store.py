@@ -34,7 +34,7 @@ class EventStore(ABC):
 
 
 def check_append_batch(events: Sequence[RecordedEvent]) -> None:
-    """Assert the shape every backend relies on: a non-empty run of consecutive versions of one stream."""
+    """Assert what every backend relies on: consecutive versions of one stream, at least one."""
     assert 0 < len(events) <= EVENTS_PER_APPEND_MAX, len(events)
     first = events[0]
     for offset, event in enumerate(events):

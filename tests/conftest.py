@@ -33,12 +33,12 @@ def moto_endpoint() -> Iterator[str]:
         yield server.endpoint_url
 
 
-@pytest.fixture()
+@pytest.fixture
 def dynamodb_client(moto_endpoint: str):  # type: ignore[no-untyped-def]
     return boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
 
 
-@pytest.fixture()
+@pytest.fixture
 def events_table(dynamodb_client) -> str:  # type: ignore[no-untyped-def]
     """A fresh events table shaped exactly as template.yaml declares ``EventsTable``."""
     name = f"events-{uuid.uuid4().hex[:12]}"

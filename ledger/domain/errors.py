@@ -1,4 +1,4 @@
-"""Every expected failure of the ledger: one root, a stable code, an HTTP status and a CLI exit code.
+"""Every expected failure: one root, a stable code, an HTTP status and a CLI exit code.
 
 Programmer errors are assertions, not members of this hierarchy. Adapters translate driver errors
 into these and chain the original (``raise ConcurrencyError(...) from exc``), so callers catch one
@@ -135,11 +135,9 @@ class HoldNotExpiredError(RuleViolationError):
 
 
 class ChainBrokenError(LedgerError):
-    """Stored history does not verify (hash chain or version sequence): data corruption or tampering."""
+    """Stored history does not verify (hash chain or versions): corruption or tampering."""
 
     code = "chain_broken"
-
-
 
 
 class UndecodableEventError(LedgerError):

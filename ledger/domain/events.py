@@ -155,10 +155,14 @@ def decode_payload(
         raise UndecodableEventError(f"{event_type} has unknown schema version {schema_version}")
     try:
         if schema_version < current:
-            payload_json = json.dumps(_upcast(event_type, schema_version, current, payload_json, upcasters))
+            payload_json = json.dumps(
+                _upcast(event_type, schema_version, current, payload_json, upcasters)
+            )
         return model.model_validate_json(payload_json)
     except ValueError as exc:  # pydantic.ValidationError is a ValueError, and so is bad JSON
-        raise UndecodableEventError(f"{event_type} v{schema_version} payload is invalid: {exc}") from exc
+        raise UndecodableEventError(
+            f"{event_type} v{schema_version} payload is invalid: {exc}"
+        ) from exc
 
 
 def _upcast(

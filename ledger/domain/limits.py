@@ -1,4 +1,4 @@
-"""Hard limits (DESIGN §4). Every one is enforced with ``LimitExceededError``, never silently truncated."""
+"""Hard limits (DESIGN §4), each enforced with ``LimitExceededError``, never truncated."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Money: integer minor units with an ISO 4217 currency and its exponent. Decimal only at the edges."""
+"""Money: integer minor units with an ISO 4217 currency and its exponent; Decimal at the edges."""
 
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ _EXPONENT_TWO = (
     "SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW "
     "ZWG"
 ).split()
-CURRENCY_EXPONENTS: dict[str, int] = {code: 2 for code in _EXPONENT_TWO} | _EXPONENT_NOT_TWO
+CURRENCY_EXPONENTS: dict[str, int] = dict.fromkeys(_EXPONENT_TWO, 2) | _EXPONENT_NOT_TWO
 
 _AMOUNT_TEXT = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
 _AMOUNT_TEXT_CHARS_MAX = 40
 
 
 def currency_exponent(currency: str) -> int:
-    """Digits after the decimal point for ``currency``; ``validation_error`` if it is not ISO 4217."""
+    """Digits after the decimal point for ``currency``; ``validation_error`` if not ISO 4217."""
     exponent = CURRENCY_EXPONENTS.get(currency)
     if exponent is None:
         raise ValidationError(f"unknown currency {currency!r}: use an ISO 4217 code such as EUR")
@@ -70,7 +70,7 @@ def check_amount_minor(amount_minor: int) -> None:
 
 
 def format_amount(amount_minor: int, currency: str) -> str:
-    """Minor units to major-unit decimal text with the currency's exponent (``1234, EUR -> "12.34"``)."""
+    """Minor units to major-unit decimal text (``1234, EUR -> "12.34"``)."""
     exponent = currency_exponent(currency)
     if exponent == 0:
         return str(amount_minor)

@@ -43,7 +43,9 @@ def _pan_spans(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _is_whole_run(text: str, start: int, end: int) -> bool:
-    return (start == 0 or not text[start - 1].isdigit()) and (end == len(text) or not text[end].isdigit())
+    return (start == 0 or not text[start - 1].isdigit()) and (
+        end == len(text) or not text[end].isdigit()
+    )
 
 
 def contains_pan(text: str) -> bool:
@@ -67,7 +69,9 @@ def reject_pans(value: object, *, where: str, integers: bool = True) -> None:
     """
     for path, text in _texts(value, where, integers):
         if contains_pan(text):
-            raise PanDetectedError(f"{path} contains what looks like a card number; send a token instead")
+            raise PanDetectedError(
+                f"{path} contains what looks like a card number; send a token instead"
+            )
 
 
 def _texts(value: object, path: str, integers: bool) -> Iterator[tuple[str, str]]:

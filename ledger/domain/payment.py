@@ -5,9 +5,9 @@ folds it with ``evolve``, calls ``decide`` with the current time and appends wha
 
 Lifecycle (DESIGN §5):
 
-    initiated ─assess(approve)─► approved ─authorize─► authorized ─capture─► captured ─settle─► settled
-        │ └─assess(review)─► in_review ─assess(approve|decline)┘   │  └─void─► voided    │
-        └─assess(decline)─► declined          approved ─fail─► failed  └─expire─► expired  refund ─► refunded
+    initiated ─approve─► approved ─authorize─► authorized ─capture─► captured ─settle─► settled
+      │ └─review─► in_review ─approve|decline┘     │  └─void─► voided      │
+      └─decline─► declined   approved ─fail─► failed └─expire─► expired    refund ─► refunded
 
 Captures are partial (total ≤ authorized) and only before the hold deadline; a void or expiry
 releases what remains of the hold (a payment with captures stays ``captured``); settlement
@@ -48,6 +48,7 @@ from ledger.domain.events import (
 from ledger.domain.limits import HOLD_DAYS_MAX
 from ledger.domain.money import currency_exponent, parse_amount
 from ledger.domain.postings import (
+    Posting,
     customer_account,
     merchant_account,
     processor_account,
@@ -289,7 +290,9 @@ def _require_status(state: PaymentState, allowed: tuple[Status, ...], action: st
 
 def _assess(state: PaymentState, command: Command, now: datetime) -> list[Payload]:
     assert isinstance(command, AssessRisk)
-    allowed: tuple[Status, ...] = ("initiated",) if command.decision == "review" else ("initiated", "in_review")
+    allowed: tuple[Status, ...] = (
+        ("initiated",) if command.decision == "review" else ("initiated", "in_review")
+    )
     _require_status(state, allowed, f"assess risk ({command.decision})")
     return [
         RiskAssessed(
@@ -305,7 +308,9 @@ def _assess(state: PaymentState, command: Command, now: datetime) -> list[Payloa
 def _authorize(state: PaymentState, command: Command, now: datetime) -> list[Payload]:
     assert isinstance(command, AuthorizePayment)
     _require_status(state, ("approved",), "authorize")
-    hold_until = now + DEFAULT_HOLD if command.hold_until is None else parse_timestamp(command.hold_until)
+    hold_until = (
+        now + DEFAULT_HOLD if command.hold_until is None else parse_timestamp(command.hold_until)
+    )
     if hold_until <= now:
         raise ValidationError("hold_until must be in the future")
     if hold_until > now + timedelta(days=HOLD_DAYS_MAX):
@@ -343,11 +348,14 @@ def _capture(state: PaymentState, command: Command, now: datetime) -> list[Paylo
     amount_minor = parse_amount(command.amount, state.currency)
     assert state.hold_until is not None
     if now >= parse_timestamp(state.hold_until):
-        raise HoldExpiredError(f"the hold on payment {state.payment_id} expired at {state.hold_until}")
+        raise HoldExpiredError(
+            f"the hold on payment {state.payment_id} expired at {state.hold_until}"
+        )
     remaining = state.hold_remaining_minor
     if amount_minor > remaining:
         raise CaptureExceedsAuthorizedError(
-            f"capture of {command.amount} {state.currency} exceeds the {remaining} minor units still authorized"
+            f"capture of {command.amount} {state.currency} exceeds the {remaining} minor units"
+            " still authorized"
         )
     events: list[Payload] = [
         PaymentCaptured(
@@ -382,7 +390,9 @@ def _expire(state: PaymentState, command: Command, now: datetime) -> list[Payloa
     _require_open_hold(state, "expire")
     assert state.hold_until is not None
     if now < parse_timestamp(state.hold_until):
-        raise HoldNotExpiredError(f"the hold on payment {state.payment_id} lasts until {state.hold_until}")
+        raise HoldNotExpiredError(
+            f"the hold on payment {state.payment_id} lasts until {state.hold_until}"
+        )
     released = state.hold_remaining_minor
     return [
         PaymentExpired(
@@ -401,7 +411,9 @@ def _settle(state: PaymentState, command: Command, now: datetime) -> list[Payloa
         raise InvalidTransitionError(f"payment {state.payment_id} is already settled")
     net = state.captured_minor - state.refunded_minor
     if net <= 0:
-        raise InvalidTransitionError(f"payment {state.payment_id} has nothing to settle (fully refunded)")
+        raise InvalidTransitionError(
+            f"payment {state.payment_id} has nothing to settle (fully refunded)"
+        )
     events: list[Payload] = []
     if state.hold_remaining_minor > 0:
         events.append(_hold_released(state, state.hold_remaining_minor, "settlement"))
@@ -413,7 +425,13 @@ def _settle(state: PaymentState, command: Command, now: datetime) -> list[Payloa
             currency=state.currency,
             processor=processor,
             settlement_reference=command.reference,
-            postings=transfer(processor_account(processor), customer_account(state.customer_id), net, state.currency, "posted"),
+            postings=transfer(
+                processor_account(processor),
+                customer_account(state.customer_id),
+                net,
+                state.currency,
+                "posted",
+            ),
         )
     )
     return events
@@ -427,7 +445,8 @@ def _refund(state: PaymentState, command: Command, now: datetime) -> list[Payloa
     refundable = state.captured_minor - state.refunded_minor
     if amount_minor > refundable:
         raise RefundExceedsCapturedError(
-            f"refund of {command.amount} {state.currency} exceeds the {refundable} minor units still refundable"
+            f"refund of {command.amount} {state.currency} exceeds the {refundable} minor units"
+            " still refundable"
         )
     return [
         PaymentRefunded(
@@ -436,7 +455,11 @@ def _refund(state: PaymentState, command: Command, now: datetime) -> list[Payloa
             currency=state.currency,
             reason=command.reason,
             postings=transfer(
-                merchant_account(state.merchant_id), customer_account(state.customer_id), amount_minor, state.currency, "posted"
+                merchant_account(state.merchant_id),
+                customer_account(state.customer_id),
+                amount_minor,
+                state.currency,
+                "posted",
             ),
         )
     ]
@@ -445,19 +468,35 @@ def _refund(state: PaymentState, command: Command, now: datetime) -> list[Payloa
 def _require_open_hold(state: PaymentState, action: str) -> None:
     _require_status(state, ("authorized", "captured"), action)
     if state.hold_remaining_minor <= 0 or state.settled:
-        raise InvalidTransitionError(f"cannot {action} payment {state.payment_id}: no authorization hold remains")
+        raise InvalidTransitionError(
+            f"cannot {action} payment {state.payment_id}: no authorization hold remains"
+        )
 
 
 def _require_currency(state: PaymentState, currency: str | None) -> None:
     if currency is not None and currency != state.currency:
-        raise CurrencyMismatchError(f"payment {state.payment_id} is in {state.currency}, not {currency}")
+        raise CurrencyMismatchError(
+            f"payment {state.payment_id} is in {state.currency}, not {currency}"
+        )
 
 
-def _hold_lines(state: PaymentState, amount_minor: int, phase: Literal["pending", "post_pending", "void_pending"]):  # type: ignore[no-untyped-def]
-    return transfer(customer_account(state.customer_id), merchant_account(state.merchant_id), amount_minor, state.currency, phase)
+def _hold_lines(
+    state: PaymentState,
+    amount_minor: int,
+    phase: Literal["pending", "post_pending", "void_pending"],
+) -> tuple[Posting, Posting]:
+    return transfer(
+        customer_account(state.customer_id),
+        merchant_account(state.merchant_id),
+        amount_minor,
+        state.currency,
+        phase,
+    )
 
 
-def _hold_released(state: PaymentState, released_minor: int, reason: Literal["final_capture", "settlement"]) -> PaymentHoldReleased:
+def _hold_released(
+    state: PaymentState, released_minor: int, reason: Literal["final_capture", "settlement"]
+) -> PaymentHoldReleased:
     return PaymentHoldReleased(
         merchant_id=state.merchant_id,
         released_minor=released_minor,
@@ -497,7 +536,12 @@ def evolve(state: PaymentState | None, event: Payload) -> PaymentState:
         )
     assert state is not None, f"{type(event).__name__} before PaymentInitiated"
     if isinstance(event, RiskAssessed):
-        return replace(state, status=_RISK_STATUS[event.decision], risk_decision=event.decision, risk_score=event.score)
+        return replace(
+            state,
+            status=_RISK_STATUS[event.decision],
+            risk_decision=event.decision,
+            risk_score=event.score,
+        )
     if isinstance(event, PaymentAuthorized):
         return replace(
             state,
@@ -509,7 +553,9 @@ def evolve(state: PaymentState | None, event: Payload) -> PaymentState:
     if isinstance(event, PaymentFailed):
         return replace(state, status="failed", failure_reason=event.reason)
     if isinstance(event, PaymentCaptured):
-        return replace(state, status="captured", captured_minor=state.captured_minor + event.amount_minor)
+        return replace(
+            state, status="captured", captured_minor=state.captured_minor + event.amount_minor
+        )
     if isinstance(event, PaymentVoided | PaymentExpired):
         released = replace(state, released_minor=state.released_minor + event.released_minor)
         if state.captured_minor:
@@ -520,5 +566,7 @@ def evolve(state: PaymentState | None, event: Payload) -> PaymentState:
     if isinstance(event, PaymentSettled):
         return replace(state, status="settled", settled=True, settled_minor=event.amount_minor)
     if isinstance(event, PaymentRefunded):
-        return replace(state, status="refunded", refunded_minor=state.refunded_minor + event.amount_minor)
+        return replace(
+            state, status="refunded", refunded_minor=state.refunded_minor + event.amount_minor
+        )
     raise AssertionError(f"unhandled event {type(event).__name__}")

@@ -64,13 +64,25 @@ def transfer(
 ) -> tuple[Posting, Posting]:
     """One balanced pair of lines: ``debit_account`` debited, ``credit_account`` credited."""
     return (
-        Posting(account=debit_account, direction="debit", amount_minor=amount_minor, currency=currency, phase=phase),
-        Posting(account=credit_account, direction="credit", amount_minor=amount_minor, currency=currency, phase=phase),
+        Posting(
+            account=debit_account,
+            direction="debit",
+            amount_minor=amount_minor,
+            currency=currency,
+            phase=phase,
+        ),
+        Posting(
+            account=credit_account,
+            direction="credit",
+            amount_minor=amount_minor,
+            currency=currency,
+            phase=phase,
+        ),
     )
 
 
 def imbalances(postings: Iterable[Posting]) -> dict[tuple[str, str], int]:
-    """Debits minus credits per (currency, phase), keeping only the non-zero ones (empty = balanced)."""
+    """Debits minus credits per (currency, phase), non-zero ones only (empty = balanced)."""
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for line in postings:
         sign = 1 if line.direction == "debit" else -1

@@ -1,4 +1,4 @@
-"""Checks on command input, shared by every command. Malformed → ``validation_error``; too big → ``limit_exceeded``."""
+"""Checks on command input. Malformed → ``validation_error``; too big → ``limit_exceeded``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def check_id(value: str, field: str) -> str:
     if len(value) > ID_CHARS_MAX:
         raise LimitExceededError(f"{field} is longer than {ID_CHARS_MAX} characters")
     if not _ID.match(value):
-        raise ValidationError(f"{field} must be letters, digits, '_', '.', ':' or '-' (got {value[:32]!r})")
+        raise ValidationError(
+            f"{field} must be letters, digits, '_', '.', ':' or '-' (got {value[:32]!r})"
+        )
     reject_pans(value, where=field)
     return value
 
@@ -46,7 +48,9 @@ def check_optional_text(value: str | None, field: str) -> str | None:
     return None if value is None else check_text(value, field)
 
 
-def check_metadata(metadata: Mapping[str, object], field: str = "metadata") -> dict[str, str | int | bool | None]:
+def check_metadata(
+    metadata: Mapping[str, object], field: str = "metadata"
+) -> dict[str, str | int | bool | None]:
     """Flat string keys to str/int/bool/null values, bounded in count and size, free of PANs."""
     if len(metadata) > METADATA_KEYS_MAX:
         raise LimitExceededError(f"{field} has more than {METADATA_KEYS_MAX} keys")
@@ -55,16 +59,20 @@ def check_metadata(metadata: Mapping[str, object], field: str = "metadata") -> d
         if not isinstance(key, str) or not _METADATA_KEY.match(key):
             raise ValidationError(f"{field} key {str(key)[:32]!r} must be an identifier")
         if len(key) > METADATA_KEY_CHARS_MAX:
-            raise LimitExceededError(f"{field} key {key[:32]!r}… is longer than {METADATA_KEY_CHARS_MAX}")
+            raise LimitExceededError(
+                f"{field} key {key[:32]!r}… is longer than {METADATA_KEY_CHARS_MAX}"
+            )
         if isinstance(value, str):
             if len(value) > METADATA_VALUE_CHARS_MAX:
-                raise LimitExceededError(f"{field}.{key} is longer than {METADATA_VALUE_CHARS_MAX} characters")
+                raise LimitExceededError(
+                    f"{field}.{key} is longer than {METADATA_VALUE_CHARS_MAX} characters"
+                )
         elif isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > 2**63 - 1:
                 raise LimitExceededError(f"{field}.{key} is outside the 64-bit integer range")
         elif not (value is None or isinstance(value, bool)):
             raise ValidationError(f"{field}.{key} must be a string, an integer, a boolean or null")
-        checked[key] = value  # type: ignore[assignment]  # narrowed by the branches above
+        checked[key] = value
     reject_pans(checked, where=field)
     return checked
 

@@ -31,17 +31,17 @@ class FakeClock:
         self.now += delta
 
 
-@pytest.fixture()
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture()
+@pytest.fixture
 def store() -> MemoryEventStore:
     return MemoryEventStore()
 
 
-@pytest.fixture()
+@pytest.fixture
 def service(store: MemoryEventStore, clock: FakeClock) -> PaymentService:
     return PaymentService(store, clock=clock, sleep=lambda _: None)
 
@@ -53,7 +53,7 @@ def context(key: str, actor: Actor = AGENT) -> CommandContext:
     return CommandContext(idempotency_key=key, actor=actor)
 
 
-@pytest.fixture()
+@pytest.fixture
 def recorded_history(service: PaymentService) -> list[RecordedEvent]:
     for index, command in enumerate(
         [

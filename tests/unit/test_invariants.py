@@ -103,13 +103,20 @@ class LedgerMachine(RuleBasedStateMachine):
         elif state.status in ("authorized", "captured") and state.hold_remaining_minor > 0:
             self.capture(payment_id, ("percent", 50), final=False)
 
-    @rule(payment_id=payment_ids, minor=amounts_minor, currency=st.sampled_from(["EUR", "JPY", "BHD"]))
+    @rule(
+        payment_id=payment_ids, minor=amounts_minor, currency=st.sampled_from(["EUR", "JPY", "BHD"])
+    )
     def initiate(self, payment_id: str, minor: int, currency: str) -> None:
         self.currency.setdefault(payment_id, currency)
         amount = format_amount(minor, self.currency[payment_id])
-        self._execute(InitiatePayment(payment_id, amount, self.currency[payment_id], "m-1", f"c-{payment_id}"))
+        self._execute(
+            InitiatePayment(payment_id, amount, self.currency[payment_id], "m-1", f"c-{payment_id}")
+        )
 
-    @rule(payment_id=payment_ids, decision=st.sampled_from(["approve", "approve", "review", "decline"]))
+    @rule(
+        payment_id=payment_ids,
+        decision=st.sampled_from(["approve", "approve", "review", "decline"]),
+    )
     def assess(self, payment_id: str, decision: str) -> None:
         self._execute(AssessRisk(payment_id, decision, "0.42", "model says so"))  # type: ignore[arg-type]
 
@@ -174,13 +181,22 @@ class LedgerMachine(RuleBasedStateMachine):
             assert 0 <= state.refunded_minor <= state.captured_minor
             assert state.captured_minor + state.released_minor <= state.authorized_minor
             assert state.hold_remaining_minor >= 0
-            assert not state.settled or state.settled_minor == state.captured_minor - _refunded_before_settle(events)
+            assert (
+                not state.settled
+                or state.settled_minor == state.captured_minor - _refunded_before_settle(events)
+            )
             assert snapshot == self.service.get(state.payment_id)
             for event in events:
-                postings = getattr(decode_payload(event.event_type, event.schema_version, event.payload), "postings", ())
+                postings = getattr(
+                    decode_payload(event.event_type, event.schema_version, event.payload),
+                    "postings",
+                    (),
+                )
                 assert imbalances(postings) == {}, event
                 for line in postings:
-                    totals[line.currency] += line.amount_minor if line.direction == "debit" else -line.amount_minor
+                    totals[line.currency] += (
+                        line.amount_minor if line.direction == "debit" else -line.amount_minor
+                    )
         assert all(total == 0 for total in totals.values()), totals
 
 

@@ -64,7 +64,11 @@ def status(service: PaymentService) -> str:
 
 
 def test_review_needs_a_later_decision(service: PaymentService) -> None:
-    run(service, InitiatePayment(PAY, "5", "EUR", "m", "c"), AssessRisk(PAY, "review", "0.5", "manual"))
+    run(
+        service,
+        InitiatePayment(PAY, "5", "EUR", "m", "c"),
+        AssessRisk(PAY, "review", "0.5", "manual"),
+    )
     assert status(service) == "in_review"
     with pytest.raises(InvalidTransitionError):
         run(service, AuthorizePayment(PAY))
@@ -75,18 +79,32 @@ def test_review_needs_a_later_decision(service: PaymentService) -> None:
 
 
 def test_decline_is_final(service: PaymentService) -> None:
-    run(service, InitiatePayment(PAY, "5", "EUR", "m", "c"), AssessRisk(PAY, "decline", "0.99", "fraud"))
+    run(
+        service,
+        InitiatePayment(PAY, "5", "EUR", "m", "c"),
+        AssessRisk(PAY, "decline", "0.99", "fraud"),
+    )
     assert status(service) == "declined"
-    for command in (AuthorizePayment(PAY), AssessRisk(PAY, "approve", "0", "x"), FailPayment(PAY, "x")):
+    for command in (
+        AuthorizePayment(PAY),
+        AssessRisk(PAY, "approve", "0", "x"),
+        FailPayment(PAY, "x"),
+    ):
         with pytest.raises(InvalidTransitionError):
             run(service, command)
 
 
-def test_authorize_only_after_approval_and_fail_on_processor_decline(service: PaymentService) -> None:
+def test_authorize_only_after_approval_and_fail_on_processor_decline(
+    service: PaymentService,
+) -> None:
     run(service, InitiatePayment(PAY, "5", "EUR", "m", "c"))
     with pytest.raises(InvalidTransitionError):
         run(service, AuthorizePayment(PAY))
-    run(service, AssessRisk(PAY, "approve", "0", "ok"), FailPayment(PAY, "insufficient funds", "acme", "51"))
+    run(
+        service,
+        AssessRisk(PAY, "approve", "0", "ok"),
+        FailPayment(PAY, "insufficient funds", "acme", "51"),
+    )
     snapshot = service.get(PAY)
     assert snapshot.state.status == "failed"
     assert snapshot.state.failure_reason == "insufficient funds"
@@ -99,7 +117,11 @@ def test_partial_captures_up_to_the_authorized_amount(service: PaymentService) -
         run(service, CapturePayment(PAY, "0.02"))
     run(service, CapturePayment(PAY, "0.01"))  # boundary: exactly the rest
     state = service.get(PAY).state
-    assert (state.captured_minor, state.hold_remaining_minor, state.status) == (10000, 0, "captured")
+    assert (state.captured_minor, state.hold_remaining_minor, state.status) == (
+        10000,
+        0,
+        "captured",
+    )
     with pytest.raises(InvalidTransitionError):
         run(service, CapturePayment(PAY, "0.01"))
 
@@ -139,7 +161,9 @@ def test_expire_without_captures(service: PaymentService, clock: FakeClock) -> N
         run(service, CapturePayment(PAY, "1"))
 
 
-def test_hold_deadline_must_be_future_and_bounded(service: PaymentService, clock: FakeClock) -> None:
+def test_hold_deadline_must_be_future_and_bounded(
+    service: PaymentService, clock: FakeClock
+) -> None:
     run(service, InitiatePayment(PAY, "5", "EUR", "m", "c"), AssessRisk(PAY, "approve", "0", "ok"))
     for hold_until in (clock.now, clock.now + timedelta(days=32)):
         with pytest.raises(ValidationError):
@@ -169,7 +193,10 @@ def test_void_after_partial_capture_keeps_the_capture(service: PaymentService) -
 def test_final_capture_releases_the_rest_in_the_same_append(service: PaymentService) -> None:
     authorized(service)
     result = service.execute(CapturePayment(PAY, "25.00", final=True), context("final"))
-    assert [event.event_type for event in result.events] == ["PaymentCaptured", "PaymentHoldReleased"]
+    assert [event.event_type for event in result.events] == [
+        "PaymentCaptured",
+        "PaymentHoldReleased",
+    ]
     assert result.payment.state.hold_remaining_minor == 0
 
 
@@ -177,7 +204,10 @@ def test_settle_releases_the_rest_and_moves_net_captured(service: PaymentService
     authorized(service)
     run(service, CapturePayment(PAY, "80.00"), RefundPayment(PAY, "5.00"))
     result = service.execute(SettlePayment(PAY, "batch-7"), context("settle"))
-    assert [event.event_type for event in result.events] == ["PaymentHoldReleased", "PaymentSettled"]
+    assert [event.event_type for event in result.events] == [
+        "PaymentHoldReleased",
+        "PaymentSettled",
+    ]
     state = result.payment.state
     assert (state.status, state.settled_minor, state.hold_remaining_minor) == ("settled", 7500, 0)
     with pytest.raises(InvalidTransitionError):
@@ -224,7 +254,8 @@ def test_idempotent_retry_returns_the_original_result(service: PaymentService, s
     first = service.execute(CapturePayment(PAY, "10.00"), context("capture-1"))
     run(service, CapturePayment(PAY, "5.00"))
     again = service.execute(CapturePayment(PAY, "10.00"), context("capture-1"))
-    assert again.replayed and not first.replayed
+    assert again.replayed
+    assert not first.replayed
     assert again.events == first.events
     assert again.payment == first.payment  # the original result, not today's state
     assert len(store.load("payment#" + PAY)) == 5
@@ -237,8 +268,16 @@ def test_inputs_are_validated_before_anything_is_written(service: PaymentService
         (ValidationError, lambda: InitiatePayment(PAY, "1", "EUR", "m", "c c")),
         (LimitExceededError, lambda: InitiatePayment(PAY, "1", "EUR", "m" * 65, "c")),
         (PanDetectedError, lambda: InitiatePayment(PAY, "1", "EUR", "m", "4111111111111111")),
-        (PanDetectedError, lambda: InitiatePayment(PAY, "1", "EUR", "m", "c", description="pan 4111 1111 1111 1111")),
-        (PanDetectedError, lambda: AssessRisk(PAY, "approve", "0", "ok", {"bin": 4111111111111111})),
+        (
+            PanDetectedError,
+            lambda: InitiatePayment(
+                PAY, "1", "EUR", "m", "c", description="pan 4111 1111 1111 1111"
+            ),
+        ),
+        (
+            PanDetectedError,
+            lambda: AssessRisk(PAY, "approve", "0", "ok", {"bin": 4111111111111111}),
+        ),
         (ValidationError, lambda: AssessRisk(PAY, "approve", "1.5", "score out of range")),
         (ValidationError, lambda: AssessRisk(PAY, "maybe", "0.5", "x")),  # type: ignore[arg-type]
         (ValidationError, lambda: AssessRisk(PAY, "approve", "0.5", " ")),
@@ -267,7 +306,9 @@ def test_upcaster_turns_an_old_payload_into_the_current_model() -> None:
     old = '{"merchant_id":"m","processor":"acme","reason":"declined","code":"05"}'
     upcasters = {("PaymentFailed", 1): lambda doc: {**{k: v for k, v in doc.items() if k != "code"},
                                                     "processor_code": doc["code"]}}  # fmt: skip
-    payload = decode_payload("PaymentFailed", 1, old, upcasters=upcasters, schema_versions={"PaymentFailed": 2})
+    payload = decode_payload(
+        "PaymentFailed", 1, old, upcasters=upcasters, schema_versions={"PaymentFailed": 2}
+    )
     assert payload.processor_code == "05"  # type: ignore[attr-defined]
     with pytest.raises(UndecodableEventError):
         decode_payload("PaymentFailed", 1, old)  # unknown field "code" in v1
