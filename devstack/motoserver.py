@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from types import TracebackType
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 60
@@ -83,14 +84,39 @@ def _readline_with_timeout(process: subprocess.Popen[str], timeout_s: float) -> 
 
 
 def _serve() -> None:
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
 
-    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    print(f"PORT {port}", flush=True)
+    application = serialize_dynamodb(DomainDispatcherApplication(create_backend_app))
+    server = make_server(LOOPBACK, 0, application, True, request_handler=MotoRequestHandler)
+    print(f"PORT {server.server_port}", flush=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     sys.stdin.read()  # returns when the parent closes our stdin or exits
-    server.stop()
+    server.shutdown()
+
+
+def serialize_dynamodb(application: Any) -> Any:
+    """Run DynamoDB requests one at a time, as DynamoDB isolates each request.
+
+    moto 5.2.5 serves requests on threads without a lock: two racing conditional PutItems on one
+    key can both succeed, and a cancelled TransactWriteItems restores a copy of the table taken
+    when it started, wiping what other requests wrote meanwhile. Real DynamoDB makes each
+    request atomic, so the local runtime serialises DynamoDB (and Streams) requests; other
+    services stay concurrent.
+    """
+    lock = threading.Lock()
+
+    def serialized(environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return application(environ, start_response)
+        with lock:
+            return list(application(environ, start_response))
+
+    return serialized
 
 
 if __name__ == "__main__":

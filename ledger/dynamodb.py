@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import ClientError
 
 from ledger.domain.errors import ConcurrencyError, LimitExceededError
 from ledger.domain.limits import STREAM_EVENTS_MAX
@@ -98,7 +98,8 @@ class DynamoDBEventStore(EventStore):
             self._table_name,
             [event_to_item(event) for event in events],
             conflict_error=lambda: ConcurrencyError(
-                f"stream {first.stream_id} already has one of versions {first.version}..{last.version}"
+                f"stream {first.stream_id} already has one of versions "
+                f"{first.version}..{last.version}"
             ),
         )
 
@@ -161,7 +162,8 @@ def _optional_string(attributes: Mapping[str, Any], name: str) -> str | None:
 
 
 def _assert_loaded(stream_id: str, events: Sequence[RecordedEvent]) -> None:
-    """What a key-condition Query guarantees; gaps are left to ``verify_chain`` (ChainBrokenError)."""
+    """What a key-condition Query guarantees. Gaps are not checked here: ``verify_chain`` reports
+    them as ``ChainBrokenError``."""
     for previous, event in pairwise(events):
         assert event.version > previous.version, (stream_id, previous.version, event.version)
     assert all(event.stream_id == stream_id for event in events), stream_id

@@ -1,4 +1,4 @@
-"""Timestamps in events: ISO-8601 UTC with microseconds and a ``Z``, e.g. ``2026-11-21T12:18:16.123456Z``."""
+"""Event timestamps: ISO-8601 UTC, microseconds, ``Z`` (``2026-11-21T12:18:16.123456Z``)."""
 
 from __future__ import annotations
 
@@ -20,4 +20,7 @@ def parse_timestamp(text: str) -> datetime:
         raise ValidationError(f"not an ISO-8601 timestamp: {text[:64]!r}") from exc
     if moment.tzinfo is None:
         raise ValidationError(f"timestamp needs a timezone (e.g. Z): {text[:64]!r}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        raise ValidationError(f"timestamp out of range: {text[:64]!r}") from exc
