@@ -28,10 +28,9 @@ from ledger.domain.errors import (
 from ledger.domain.events import SCHEMA_VERSIONS, Payload, decode_payload, event_type_of
 from ledger.domain.limits import IDEMPOTENCY_KEY_CHARS_MAX, PAYLOAD_BYTES_MAX, STREAM_EVENTS_MAX
 from ledger.domain.money import format_amount
-from ledger.domain.pan import reject_pans
 from ledger.domain.payment import Command, PaymentState, decide, evolve
 from ledger.domain.timestamps import format_timestamp, parse_timestamp
-from ledger.domain.validation import check_id, check_text
+from ledger.domain.validation import check_id, check_text, reject_pans
 from ledger.envelope import ACTOR_KINDS, GENESIS_HASH, Actor, RecordedEvent, payment_stream_id
 from ledger.store import EventStore
 
@@ -190,8 +189,11 @@ class PaymentService:
 
     def load(self, payment_id: str, *, version_max: int | None = None) -> list[RecordedEvent]:
         check_id(payment_id, "payment_id")
-        if version_max is not None and version_max < 1:
-            raise ValidationError("version must be 1 or more")
+        if version_max is not None:
+            if version_max < 1:
+                raise ValidationError("version must be 1 or more")
+            # No stream is longer; DynamoDB refuses numbers of more than 38 digits.
+            version_max = min(version_max, STREAM_EVENTS_MAX)
         events = self._store.load(payment_stream_id(payment_id), version_max=version_max)
         if not events:
             raise NotFoundError(f"payment {payment_id} not found")
@@ -204,7 +206,14 @@ class PaymentService:
         events = self.load(payment_id, version_max=version_max)
         if as_of is not None:
             cutoff = parse_timestamp(as_of)
-            events = [event for event in events if parse_timestamp(event.recorded_at) <= cutoff]
+            # The leading run recorded by then: writers' clocks may disagree, and a later
+            # version stamped earlier must not leave a gap in the history being folded.
+            recorded = 0
+            while (
+                recorded < len(events) and parse_timestamp(events[recorded].recorded_at) <= cutoff
+            ):
+                recorded += 1
+            events = events[:recorded]
             if not events:
                 raise NotFoundError(f"payment {payment_id} did not exist at {as_of}")
         snapshot = fold(events)

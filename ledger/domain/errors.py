@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ledger.domain.pan import redact_pans
+
 EXIT_INVALID_INPUT = 2
 EXIT_RULE_VIOLATION = 3
 EXIT_CONFLICT = 4
@@ -42,6 +44,8 @@ class LedgerError(Exception):
     exit_code: ClassVar[int] = EXIT_OTHER
 
     def __init__(self, message: str) -> None:
+        # Messages may quote rejected input: never let a card number through one.
+        message = redact_pans(message)
         super().__init__(message)
         self.message = message
 

@@ -1,16 +1,14 @@
 """Primary account number (card number) guard.
 
 A PAN here is 13–19 digits, optionally grouped by single spaces or dashes, not part of a longer
-digit run, that passes the Luhn check. Event payloads and metadata containing one are rejected;
-log lines have them masked.
+digit run, that passes the Luhn check. Commands containing one are rejected
+(``ledger.domain.validation.reject_pans``); log lines and error messages have them masked.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-
-from ledger.domain.errors import PanDetectedError
+from collections.abc import Iterator
 
 _CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
 _DIGIT_RUN = re.compile(r"[0-9]{13,19}")
@@ -58,34 +56,3 @@ def redact_pans(text: str) -> str:
     for start, end in reversed(spans):
         text = text[:start] + PAN_MASK + text[end:]
     return text
-
-
-def reject_pans(value: object, *, where: str, integers: bool = True) -> None:
-    """Raise ``PanDetectedError`` if any string, key or (with ``integers``) integer inside ``value``
-    looks like a PAN. Typed amount fields are integers that may legitimately pass Luhn, so the
-    final check of a whole payload looks at text only; free-form metadata is checked with integers.
-
-    The message names the location (``where`` and the path) but never echoes the number.
-    """
-    for path, text in _texts(value, where, integers):
-        if contains_pan(text):
-            raise PanDetectedError(
-                f"{path} contains what looks like a card number; send a token instead"
-            )
-
-
-def _texts(value: object, path: str, integers: bool) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int):
-        if integers:
-            yield path, str(value)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield f"{path} key", str(key)
-            yield from _texts(item, f"{path}.{key}", integers)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _texts(item, f"{path}[{index}]", integers)

@@ -46,7 +46,7 @@ from ledger.domain.events import (
     RiskDecision,
 )
 from ledger.domain.limits import HOLD_DAYS_MAX
-from ledger.domain.money import currency_exponent, parse_amount
+from ledger.domain.money import currency_exponent, format_amount, parse_amount
 from ledger.domain.postings import (
     Posting,
     customer_account,
@@ -354,8 +354,8 @@ def _capture(state: PaymentState, command: Command, now: datetime) -> list[Paylo
     remaining = state.hold_remaining_minor
     if amount_minor > remaining:
         raise CaptureExceedsAuthorizedError(
-            f"capture of {command.amount} {state.currency} exceeds the {remaining} minor units"
-            " still authorized"
+            f"capture of {command.amount} {state.currency} exceeds the"
+            f" {format_amount(remaining, state.currency)} {state.currency} still authorized"
         )
     events: list[Payload] = [
         PaymentCaptured(
@@ -445,8 +445,8 @@ def _refund(state: PaymentState, command: Command, now: datetime) -> list[Payloa
     refundable = state.captured_minor - state.refunded_minor
     if amount_minor > refundable:
         raise RefundExceedsCapturedError(
-            f"refund of {command.amount} {state.currency} exceeds the {refundable} minor units"
-            " still refundable"
+            f"refund of {command.amount} {state.currency} exceeds the"
+            f" {format_amount(refundable, state.currency)} {state.currency} still refundable"
         )
     return [
         PaymentRefunded(

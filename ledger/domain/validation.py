@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
-from ledger.domain.errors import LimitExceededError, ValidationError
+from ledger.domain.errors import LimitExceededError, PanDetectedError, ValidationError
 from ledger.domain.limits import (
     ID_CHARS_MAX,
     METADATA_KEY_CHARS_MAX,
@@ -13,7 +13,7 @@ from ledger.domain.limits import (
     METADATA_VALUE_CHARS_MAX,
     TEXT_CHARS_MAX,
 )
-from ledger.domain.pan import reject_pans
+from ledger.domain.pan import contains_pan
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -82,3 +82,34 @@ def check_score(score: str) -> str:
     if not _SCORE.match(score):
         raise ValidationError(f"score must be a decimal between 0 and 1 (got {score[:16]!r})")
     return score
+
+
+def reject_pans(value: object, *, where: str, integers: bool = True) -> None:
+    """Raise ``PanDetectedError`` if any string, key or (with ``integers``) integer inside ``value``
+    looks like a PAN. Typed amount fields are integers that may legitimately pass Luhn, so the
+    final check of a whole payload looks at text only; free-form metadata is checked with integers.
+
+    The message names the location (``where`` and the path) but never echoes the number.
+    """
+    for path, text in _texts(value, where, integers):
+        if contains_pan(text):
+            raise PanDetectedError(
+                f"{path} contains what looks like a card number; send a token instead"
+            )
+
+
+def _texts(value: object, path: str, integers: bool) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if integers:
+            yield path, str(value)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield f"{path} key", str(key)
+            yield from _texts(item, f"{path}.{key}", integers)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _texts(item, f"{path}[{index}]", integers)

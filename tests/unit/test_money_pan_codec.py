@@ -15,8 +15,8 @@ from ledger.domain.errors import (
     ValidationError,
 )
 from ledger.domain.money import CURRENCY_EXPONENTS, format_amount, parse_amount
-from ledger.domain.pan import PAN_MASK, contains_pan, luhn_valid, redact_pans, reject_pans
-from ledger.domain.validation import check_metadata
+from ledger.domain.pan import PAN_MASK, contains_pan, luhn_valid, redact_pans
+from ledger.domain.validation import check_metadata, reject_pans
 
 # ── money ──────────────────────────────────────────────────────────────────────────────────
 

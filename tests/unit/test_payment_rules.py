@@ -317,3 +317,28 @@ def test_upcaster_turns_an_old_payload_into_the_current_model() -> None:
     with pytest.raises(UndecodableEventError):
         decode_payload("PaymentFailed", 9, "{}")
     assert set(PAYLOAD_TYPES) >= {"PaymentInitiated", "PaymentSettled", "PaymentRefunded"}
+
+
+def test_error_messages_never_carry_a_card_number() -> None:
+    with pytest.raises(ValidationError) as error:
+        InitiatePayment("card 4111111111111111", "1", "EUR", "m", "c")
+    assert "4111111111111111" not in error.value.message
+    assert "[PAN REDACTED]" in error.value.message
+
+
+def test_timestamps_out_of_range_are_validation_errors() -> None:
+    for text in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        with pytest.raises(ValidationError, match="out of range"):
+            AuthorizePayment(PAY, hold_until=text)
+
+
+def test_as_of_takes_the_history_recorded_by_then(service: PaymentService, clock: FakeClock) -> None:
+    authorized(service)
+    clock.advance(timedelta(hours=1))
+    run(service, CapturePayment(PAY, "1.00"))
+    before_capture = (clock.now - timedelta(minutes=1)).isoformat()
+    assert service.get(PAY, as_of=before_capture).state.status == "authorized"
+    assert service.get(PAY, as_of=clock.now.isoformat()).state.status == "captured"
+    with pytest.raises(NotFoundError):
+        service.get(PAY, as_of="2000-01-01T00:00:00Z")
+    assert service.get(PAY, version_max=10**40).version == 4  # clamped, not refused
