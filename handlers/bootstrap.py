@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from ledger.domain.errors import LedgerError, ValidationError
+from ledger.domain.errors import LedgerError, NotFoundError
 from ledger.dynamodb import DynamoDBEventStore
 from ledger.service import PaymentService
 
@@ -55,7 +55,9 @@ def settings_from_stack(stack_name: str) -> Settings:
     try:
         stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
     except client.exceptions.ClientError as exc:
-        raise ValidationError(f"stack {stack_name!r} not found: {exc}") from exc
+        if "does not exist" in str(exc):
+            raise NotFoundError(f"stack {stack_name!r} not found") from exc
+        raise ConfigurationError(f"cannot read stack {stack_name!r}: {exc}") from exc
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0].get("Outputs", [])}
     if EVENTS_TABLE_OUTPUT not in outputs:
         raise ConfigurationError(f"stack {stack_name!r} has no {EVENTS_TABLE_OUTPUT} output")

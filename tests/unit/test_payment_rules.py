@@ -332,7 +332,9 @@ def test_timestamps_out_of_range_are_validation_errors() -> None:
             AuthorizePayment(PAY, hold_until=text)
 
 
-def test_as_of_takes_the_history_recorded_by_then(service: PaymentService, clock: FakeClock) -> None:
+def test_as_of_takes_the_history_recorded_by_then(
+    service: PaymentService, clock: FakeClock
+) -> None:
     authorized(service)
     clock.advance(timedelta(hours=1))
     run(service, CapturePayment(PAY, "1.00"))
