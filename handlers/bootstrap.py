@@ -19,9 +19,14 @@ from botocore.config import Config
 from ledger.domain.errors import LedgerError, NotFoundError
 from ledger.dynamodb import DynamoDBEventStore
 from ledger.service import PaymentService
+from projections.payment_state import PaymentStateProjection
 
 EVENTS_TABLE_VARIABLE = "EVENTS_TABLE"
 EVENTS_TABLE_OUTPUT = "EventsTableName"
+# Optional for processes that never read the payment-state read model (the CLI, older stacks);
+# ``build_payment_state_projection`` refuses to run without it.
+PAYMENT_STATE_TABLE_VARIABLE = "PAYMENT_STATE_TABLE"
+PAYMENT_STATE_TABLE_OUTPUT = "PaymentStateTableName"
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=2,
@@ -39,6 +44,7 @@ class ConfigurationError(LedgerError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     events_table: str
+    payment_state_table: str | None = None
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,7 +52,8 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
     table = environ.get(EVENTS_TABLE_VARIABLE, "").strip()
     if not table:
         raise ConfigurationError(f"set {EVENTS_TABLE_VARIABLE} (or pass --stack NAME)")
-    return Settings(events_table=table)
+    payment_state_table = environ.get(PAYMENT_STATE_TABLE_VARIABLE, "").strip() or None
+    return Settings(events_table=table, payment_state_table=payment_state_table)
 
 
 def settings_from_stack(stack_name: str) -> Settings:
@@ -61,7 +68,10 @@ def settings_from_stack(stack_name: str) -> Settings:
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0].get("Outputs", [])}
     if EVENTS_TABLE_OUTPUT not in outputs:
         raise ConfigurationError(f"stack {stack_name!r} has no {EVENTS_TABLE_OUTPUT} output")
-    return Settings(events_table=outputs[EVENTS_TABLE_OUTPUT])
+    return Settings(
+        events_table=outputs[EVENTS_TABLE_OUTPUT],
+        payment_state_table=outputs.get(PAYMENT_STATE_TABLE_OUTPUT),
+    )
 
 
 @cache
@@ -72,3 +82,15 @@ def aws_client(service: str) -> Any:
 
 def build_payment_service(settings: Settings) -> PaymentService:
     return PaymentService(DynamoDBEventStore(aws_client("dynamodb"), settings.events_table))
+
+
+def build_payment_state_projection(settings: Settings) -> PaymentStateProjection:
+    """The payment-state read model; gaps are filled from the events table (one Query)."""
+    if settings.payment_state_table is None:
+        raise ConfigurationError(f"set {PAYMENT_STATE_TABLE_VARIABLE} (or pass --stack NAME)")
+    client = aws_client("dynamodb")
+    return PaymentStateProjection(
+        client,
+        settings.payment_state_table,
+        DynamoDBEventStore(client, settings.events_table),
+    )

@@ -1,0 +1,240 @@
+"""The projection Lambda: the events table's DynamoDB Stream → every read model (DESIGN §6).
+
+Per batch (one shard, records in stream order):
+- Only INSERT records are events. REMOVE (e.g. a retention TTL run by DynamoDB) and MODIFY records
+  are ignored and counted, never treated as history.
+- Every NewImage is decoded (envelope and payload). An undecodable one is poison: that record
+  fails, and so does every later record of its stream; the stream's earlier events and every
+  other stream proceed. A record whose key cannot be read holds every record after it (its stream
+  is unknown).
+- Each projection receives all decodable events of the batch that are not held, in batch order,
+  in ONE call: one transaction or one write per payment per batch, never one per record.
+- A record fails when any projection failed its stream at or before its version, or when an
+  earlier record of its stream failed; other streams succeed. Lambda checkpoints at the lowest
+  failed sequence number and redelivers from there, and projections skip what they already
+  applied, so reporting later records as failed costs only a duplicate read.
+- Whatever a projection raises (not a per-stream failure: a lost connection, a bug) propagates:
+  the invocation fails, Lambda retries the batch, bisecting it, then dead-letters it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Metrics, Tracer, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers.bootstrap import build_payment_state_projection, settings_from_environment
+from handlers.observability import make_logger
+from ledger.domain.errors import LedgerError
+from ledger.domain.events import decode_payload
+from ledger.dynamodb import item_to_event
+from ledger.envelope import RecordedEvent
+from projections.core import ApplyResult, Projection, StreamFailure
+
+REASON_CHARS_MAX = 500
+# What decoding a malformed NewImage can raise: missing or mistyped attributes (KeyError,
+# TypeError, AttributeError, ValueError), an unknown actor kind (AssertionError in
+# item_to_event), an unknown event type or invalid payload (UndecodableEventError).
+_UNDECODABLE = (KeyError, TypeError, AttributeError, ValueError, AssertionError, LedgerError)
+
+logger = make_logger()
+tracer = Tracer()
+metrics = Metrics()  # namespace from POWERTOOLS_METRICS_NAMESPACE
+
+settings = settings_from_environment()
+# Every read model fed by the stream: adding one is one line.
+projections: list[Projection] = [
+    build_payment_state_projection(settings),
+]
+
+
+class StreamRecordFailedError(Exception):
+    """A record reported failed to Lambda (it will be redelivered), with the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    sequence_number: str
+    name: str  # INSERT, MODIFY or REMOVE
+    stream_id: str | None  # None: the record's key is unreadable
+    event: RecordedEvent | None  # a decodable INSERT
+    poison: str | None  # why an INSERT (or its key) could not be decoded
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process(event, projections, context)
+
+
+def process(
+    event: dict[str, Any],
+    projections: Sequence[Projection],
+    context: LambdaContext | None = None,
+) -> PartialItemFailureResponse:
+    """Apply a DynamoDB Streams batch to ``projections``; the partial batch response."""
+    records = [_read_record(raw) for raw in event["Records"]]
+    assert len({record.sequence_number for record in records}) == len(records), "one shard"
+    events = _events_to_apply(records)
+    failed: dict[str, StreamFailure] = {}
+    for projection in projections:
+        for failure in _apply(projection, events).failures.values():
+            current = failed.get(failure.stream_id)
+            if current is None or failure.version < current.version:
+                failed[failure.stream_id] = failure
+    failures = _failed_records(records, failed)
+    _count(records, failures)
+
+    # The batch was applied as a whole above (one call per projection, never per record), so the
+    # record handler only reports what was decided for each record; BatchProcessor still builds
+    # the response from those outcomes (batchItemFailures with each failed SequenceNumber).
+    def report(record: DynamoDBRecord) -> None:
+        reason = failures.get(record.raw_event["dynamodb"]["SequenceNumber"])
+        if reason is not None:
+            raise StreamRecordFailedError(reason)
+
+    # A batch whose every record failed is reported like any partial failure (Lambda checkpoints
+    # at the lowest failed sequence number either way) rather than raised: it is a data
+    # condition, retried then dead-lettered, not a crash of the function.
+    processor = BatchProcessor(
+        event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
+    )
+    return process_partial_response(
+        event=event, record_handler=report, processor=processor, context=context
+    )
+
+
+def _read_record(raw: Mapping[str, Any]) -> _Record:
+    change = raw["dynamodb"]
+    sequence_number = str(change["SequenceNumber"])
+    name = str(raw.get("eventName"))
+    try:
+        stream_id = str(change["Keys"]["pk"]["S"])
+        version = int(change["Keys"]["sk"]["N"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return _Record(sequence_number, name, None, None, f"unreadable key: {_describe(exc)}")
+    if name != "INSERT":
+        return _Record(sequence_number, name, stream_id, None, None)
+    try:
+        event = item_to_event(change["NewImage"])
+        decode_payload(event.event_type, event.schema_version, event.payload)
+    except _UNDECODABLE as exc:
+        return _Record(sequence_number, name, stream_id, None, f"undecodable: {_describe(exc)}")
+    if (event.stream_id, event.version) != (stream_id, version):
+        return _Record(sequence_number, name, stream_id, None, "NewImage does not match Keys")
+    return _Record(sequence_number, name, stream_id, event, None)
+
+
+def _events_to_apply(records: Sequence[_Record]) -> list[RecordedEvent]:
+    """Decodable events in batch order, each stream's only up to its first poison record."""
+    poisoned: set[str] = set()
+    events: list[RecordedEvent] = []
+    for record in records:
+        if record.stream_id is None:
+            break
+        if record.poison is not None:
+            poisoned.add(record.stream_id)
+        elif record.event is not None and record.stream_id not in poisoned:
+            events.append(record.event)
+    return events
+
+
+def _failed_records(
+    records: Sequence[_Record], failed: Mapping[str, StreamFailure]
+) -> dict[str, str]:
+    """Sequence number -> reason for every record to report failed (ordered per stream)."""
+    failures: dict[str, str] = {}
+    held: dict[str, str] = {}  # stream id -> why its later records fail
+    held_all: str | None = None
+    for record in records:
+        if held_all is not None:
+            reason: str | None = held_all
+        elif record.stream_id is not None and record.stream_id in held:
+            reason = held[record.stream_id]
+        else:
+            reason = _own_failure(record, failed)
+            if reason is None:
+                continue
+            if record.stream_id is None:
+                held_all = f"an earlier record with an unreadable key failed: {reason}"
+            else:
+                held[record.stream_id] = f"an earlier record of the stream failed: {reason}"
+        if reason is not None:
+            failures[record.sequence_number] = reason
+    # A stream failure that no record carries would be reported as success: never.
+    assert set(failed) <= set(held) or held_all is not None, sorted(set(failed) - set(held))
+    return failures
+
+
+def _own_failure(record: _Record, failed: Mapping[str, StreamFailure]) -> str | None:
+    if record.poison is not None:
+        return record.poison
+    if record.event is None:
+        return None
+    failure = failed.get(record.event.stream_id)
+    if failure is None or record.event.version < failure.version:
+        return None
+    return f"version {failure.version} failed: {failure.reason}"
+
+
+@tracer.capture_method(capture_response=False)
+def _apply(projection: Projection, events: Sequence[RecordedEvent]) -> ApplyResult:
+    tracer.put_annotation(key="projection", value=projection.name)
+    result = projection.apply(events)
+    for failure in result.failures.values():
+        logger.warning(
+            "stream held",
+            extra={
+                "projection": projection.name,
+                "stream_id": failure.stream_id,
+                "version": failure.version,
+                "event_id": failure.event_id,
+                "reason": failure.reason[:REASON_CHARS_MAX],
+            },
+        )
+    counts = {
+        "EventsApplied": result.applied,
+        "EventsDuplicate": result.duplicates,
+        "StreamsFailed": len(result.failures),
+    }
+    for name, value in counts.items():
+        with single_metric(name=name, unit=MetricUnit.Count, value=value) as metric:
+            metric.add_dimension(name="projection", value=projection.name)
+    return result
+
+
+def _count(records: Sequence[_Record], failures: Mapping[str, str]) -> None:
+    poison = [record for record in records if record.poison is not None]
+    for record in poison:
+        logger.error(
+            "poison record",
+            extra={
+                "sequence_number": record.sequence_number,
+                "stream_id": record.stream_id,
+                "reason": (record.poison or "")[:REASON_CHARS_MAX],
+            },
+        )
+    counts = {
+        "RecordsReceived": len(records),
+        "RecordsIgnored": sum(record.name != "INSERT" for record in records),
+        "RecordsPoison": len(poison),
+        "RecordsFailed": len(failures),
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:REASON_CHARS_MAX]
