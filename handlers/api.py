@@ -54,7 +54,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from handlers.bootstrap import build_payment_service, settings_from_environment
+from handlers.bootstrap import (
+    build_payment_service,
+    build_payment_state_reader,
+    settings_from_environment,
+)
 from handlers.observability import make_logger
 from ledger.codec import event_document
 from ledger.domain.errors import LedgerError, ValidationError
@@ -76,6 +80,7 @@ from ledger.domain.payment import (
 from ledger.domain.validation import check_id
 from ledger.envelope import Actor, ActorKind
 from ledger.service import CommandContext, CommandResult, PaymentService
+from projections.payment_state import PaymentStateProjection
 
 CORRELATION_HEADER = "X-Correlation-Id"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -90,6 +95,7 @@ metrics = Metrics()  # namespace from POWERTOOLS_METRICS_NAMESPACE
 
 settings = settings_from_environment()
 service: PaymentService = build_payment_service(settings)
+payment_states: PaymentStateProjection | None = build_payment_state_reader(settings)
 
 
 def _parse_json(text: str) -> Any:
@@ -292,6 +298,10 @@ class PaymentResponse(BaseModel):
     payment: PaymentView
 
 
+class PaymentQueryResponse(PaymentResponse):
+    source: Literal["read_model", "events"]
+
+
 class HistoryResponse(BaseModel):
     events: list[EventView]
 
@@ -399,19 +409,37 @@ def expire_payment(
 @_route(
     "GET",
     "/payments/<payment_id>",
-    responses={**_documented(200, "The payment", PaymentResponse), **_QUERY_ERRORS},
+    responses={**_documented(200, "The payment", PaymentQueryResponse), **_QUERY_ERRORS},
     tags=["queries"],
 )
 def get_payment(
     payment_id: str,
     version: Annotated[int | None, Query(description="The payment after this version")] = None,
     as_of: Annotated[str | None, Query(description="As recorded at this ISO-8601 time")] = None,
+    consistent: Annotated[
+        bool, Query(description="Fold the events instead of reading the read model")
+    ] = False,
+    min_version: Annotated[
+        int | None,
+        Query(description="Read-your-writes: fold the events if the read model is behind this"),
+    ] = None,
 ) -> Response[Any]:
-    """The payment now, after a given version, or as recorded at a given time."""
+    """The payment now, after a given version, or as recorded at a given time.
+
+    The current payment comes from the payment-state read model (one GetItem) unless it lags:
+    not projected yet, or older than ``min_version``. Then, and with ``consistent=true``,
+    ``version`` or ``as_of``, the events are folded (one strongly consistent Query).
+    """
     _start("Query", "GetPayment")
+    current = version is None and as_of is None and not consistent
+    if current and payment_states is not None:
+        projected = payment_states.read_payment(payment_id, consistent=False)
+        if projected is not None and projected["version"] >= (min_version or 0):
+            _count("QuerySucceeded", query="GetPayment")
+            return _json_response(HTTPStatus.OK, {"payment": projected, "source": "read_model"})
     snapshot = service.get(payment_id, version_max=version, as_of=as_of)
     _count("QuerySucceeded", query="GetPayment")
-    return _json_response(HTTPStatus.OK, {"payment": snapshot.to_dict()})
+    return _json_response(HTTPStatus.OK, {"payment": snapshot.to_dict(), "source": "events"})
 
 
 @_route(

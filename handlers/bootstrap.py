@@ -94,3 +94,10 @@ def build_payment_state_projection(settings: Settings) -> PaymentStateProjection
         settings.payment_state_table,
         DynamoDBEventStore(client, settings.events_table),
     )
+
+
+def build_payment_state_reader(settings: Settings) -> PaymentStateProjection | None:
+    """The read model the API serves current payments from, if this process has one."""
+    if settings.payment_state_table is None:
+        return None
+    return build_payment_state_projection(settings)

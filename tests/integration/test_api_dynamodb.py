@@ -55,7 +55,8 @@ def test_a_payment_flow_through_the_handler(client: Client, store: DynamoDBEvent
     settled = client.post("/payments/pay-ddb-1/settlement")
     assert settled.body["payment"]["status"] == "settled"
 
-    assert client.get("/payments/pay-ddb-1").body == {"payment": settled.body["payment"]}
+    expected = {"payment": settled.body["payment"], "source": "events"}
+    assert client.get("/payments/pay-ddb-1").body == expected
     assert (
         client.get("/payments/pay-ddb-1", {"version": "1"}).body["payment"]["status"] == "initiated"
     )
@@ -112,7 +113,38 @@ def test_reads_and_their_errors(client: Client) -> None:
     assert client.get("/payments/nobody").error_code == "not_found"
     assert client.get("/payments/nobody/events").error_code == "not_found"
     beyond_head = client.get("/payments/pay-ddb-4", {"version": "50"})
-    assert beyond_head.body == {"payment": created.body["payment"]}
+    assert beyond_head.body == {"payment": created.body["payment"], "source": "events"}
     before = client.get("/payments/pay-ddb-4", {"as_of": "2000-01-01T00:00:00Z"})
     assert before.error_code == "not_found"
     assert client.post("/payments/pay-ddb-4/expiry").error_code == "invalid_transition"
+
+
+def test_current_payment_comes_from_the_read_model_unless_it_lags(
+    monkeypatch: pytest.MonkeyPatch, client: Client, store: DynamoDBEventStore, dynamodb_client: Any
+) -> None:
+    from devstack.template import create_table
+    from projections.payment_state import PaymentStateProjection
+
+    create_table(dynamodb_client, "PaymentStateTable", "payment-state-api")
+    states = PaymentStateProjection(dynamodb_client, "payment-state-api", store)
+    monkeypatch.setattr(api, "payment_states", states)
+
+    created = client.initiate("pay-rm-1")
+    not_projected = client.get("/payments/pay-rm-1")
+    assert not_projected.body["source"] == "events"
+
+    states.apply(store.load(payment_stream_id("pay-rm-1")))
+    projected = client.get("/payments/pay-rm-1")
+    assert projected.body == {"payment": created.body["payment"], "source": "read_model"}
+
+    approved = client.post(
+        "/payments/pay-rm-1/risk-assessments",
+        {"decision": "approve", "score": "0.1", "reason": "ok"},
+    )
+    lagging = client.get("/payments/pay-rm-1")
+    assert lagging.body["payment"]["version"] == 1  # the read model has not seen version 2 yet
+    fresh = client.get("/payments/pay-rm-1", {"min_version": "2"})
+    assert fresh.body == {"payment": approved.body["payment"], "source": "events"}
+    folded = client.get("/payments/pay-rm-1", {"consistent": "true"})
+    assert folded.body["source"] == "events"
+    assert client.get("/payments/nope").status == 404

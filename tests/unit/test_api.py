@@ -292,7 +292,7 @@ def test_lifecycle_over_every_route(
 
     now = client.get("/payments/pay-1")
     assert now.status == 200
-    assert now.body == {"payment": settled.body["payment"]}
+    assert now.body == {"payment": settled.body["payment"], "source": "events"}
     first = client.get("/payments/pay-1", {"version": "1"})
     assert first.body["payment"] == created.body["payment"]
     at_start = client.get("/payments/pay-1", {"as_of": format_timestamp(START)})
@@ -791,6 +791,8 @@ def test_openapi_lists_every_route(client: Client) -> None:
         "payment_id",
         "version",
         "as_of",
+        "consistent",
+        "min_version",
     }
     amount = document["components"]["schemas"]["CapturePaymentBody"]["properties"]["amount"]
     assert amount["type"] == "string"
@@ -925,7 +927,7 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         headers.update(draw(st.dictionaries(header_text.filter(bool), header_text, max_size=2)))
     query: dict[str, str] = {}
     if template == "/payments/{id}" and draw(st.booleans()):
-        name = draw(st.sampled_from(["version", "as_of"]))
+        name = draw(st.sampled_from(["version", "as_of", "consistent", "min_version"]))
         usual = st.just("1") if name == "version" else st.just("2026-11-21T12:00:00Z")
         query[name] = pick(odd_timestamps | header_text | st.integers().map(str), usual)
     fields = BODY_MODELS.get(template, api.ExpirePaymentBody).model_fields
