@@ -27,6 +27,15 @@ EVENTS_TABLE_OUTPUT = "EventsTableName"
 # ``build_payment_state_projection`` refuses to run without it.
 PAYMENT_STATE_TABLE_VARIABLE = "PAYMENT_STATE_TABLE"
 PAYMENT_STATE_TABLE_OUTPUT = "PaymentStateTableName"
+DATABASE_URL_VARIABLE = "PAYLEDGER_DATABASE_URL"
+DATABASE_SECRET_VARIABLE = "DATABASE_SECRET_ARN"  # noqa: S105 - a variable name
+DATABASE_HOST_VARIABLE = "DATABASE_HOST"  # RDS Proxy endpoint, with IAM authentication
+DATABASE_PORT_VARIABLE = "DATABASE_PORT"
+DATABASE_USER_VARIABLE = "DATABASE_USER"
+DATABASE_NAME_VARIABLE = "DATABASE_NAME"
+DATABASE_SCHEMA_VARIABLE = "DATABASE_SCHEMA"
+DEFAULT_DATABASE_SCHEMA = "payledger"
+DATABASE_CONNECT_TIMEOUT_S = 5
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=2,
@@ -42,9 +51,25 @@ class ConfigurationError(LedgerError):
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """Where the PostgreSQL views live. Exactly one way in: a URL (local runs, tests), a Secrets
+    Manager secret (RDS's JSON shape), or IAM authentication through RDS Proxy (a short-lived
+    token per connection). A password never sits in an environment variable in AWS."""
+
+    schema: str = DEFAULT_DATABASE_SCHEMA
+    url: str | None = None
+    secret_arn: str | None = None
+    iam_host: str | None = None
+    iam_port: int = 5432
+    iam_user: str | None = None
+    iam_database: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     events_table: str
     payment_state_table: str | None = None
+    database: DatabaseSettings | None = None
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
@@ -53,7 +78,48 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
     if not table:
         raise ConfigurationError(f"set {EVENTS_TABLE_VARIABLE} (or pass --stack NAME)")
     payment_state_table = environ.get(PAYMENT_STATE_TABLE_VARIABLE, "").strip() or None
-    return Settings(events_table=table, payment_state_table=payment_state_table)
+    return Settings(
+        events_table=table,
+        payment_state_table=payment_state_table,
+        database=database_settings(environ),
+    )
+
+
+def database_settings(environ: Mapping[str, str] | None = None) -> DatabaseSettings | None:
+    """The database this process projects into, or None if it has none configured."""
+    environ = os.environ if environ is None else environ
+
+    def value(name: str) -> str | None:
+        return environ.get(name, "").strip() or None
+
+    schema = value(DATABASE_SCHEMA_VARIABLE) or DEFAULT_DATABASE_SCHEMA
+    ways = [
+        name
+        for name in (DATABASE_URL_VARIABLE, DATABASE_SECRET_VARIABLE, DATABASE_HOST_VARIABLE)
+        if value(name)
+    ]
+    if not ways:
+        return None
+    if len(ways) > 1:
+        raise ConfigurationError(f"set only one of {', '.join(ways)}")
+    if value(DATABASE_HOST_VARIABLE):
+        user, name = value(DATABASE_USER_VARIABLE), value(DATABASE_NAME_VARIABLE)
+        if not user or not name:
+            needs = f"{DATABASE_USER_VARIABLE} and {DATABASE_NAME_VARIABLE}"
+            raise ConfigurationError(f"{DATABASE_HOST_VARIABLE} needs {needs}")
+        port = value(DATABASE_PORT_VARIABLE) or "5432"
+        if not port.isdigit():
+            raise ConfigurationError(f"{DATABASE_PORT_VARIABLE} must be a port number")
+        return DatabaseSettings(
+            schema=schema,
+            iam_host=value(DATABASE_HOST_VARIABLE),
+            iam_port=int(port),
+            iam_user=user,
+            iam_database=name,
+        )
+    return DatabaseSettings(
+        schema=schema, url=value(DATABASE_URL_VARIABLE), secret_arn=value(DATABASE_SECRET_VARIABLE)
+    )
 
 
 def settings_from_stack(stack_name: str) -> Settings:

@@ -35,6 +35,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.bootstrap import build_payment_state_projection, settings_from_environment
+from handlers.database import build_postgres_projection
 from handlers.observability import make_logger
 from ledger.domain.errors import LedgerError
 from ledger.domain.events import decode_payload
@@ -56,6 +57,7 @@ settings = settings_from_environment()
 # Every read model fed by the stream: adding one is one line.
 projections: list[Projection] = [
     build_payment_state_projection(settings),
+    *filter(None, [build_postgres_projection(settings)]),
 ]
 
 

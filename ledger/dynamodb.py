@@ -20,7 +20,7 @@ Errors, in order of precedence:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -102,6 +102,26 @@ class DynamoDBEventStore(EventStore):
                 f"{first.version}..{last.version}"
             ),
         )
+
+    def stream_ids(self) -> Iterator[str]:
+        """One paginated, strongly consistent Scan returning only the keys of version 1 items
+        (every stream has exactly one). It reads the whole table: for rebuilds, not for
+        request paths."""
+        arguments: dict[str, Any] = {
+            "TableName": self._table_name,
+            "ProjectionExpression": "pk",
+            "FilterExpression": "sk = :first",
+            "ExpressionAttributeValues": {":first": {"N": "1"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            response = _call(self._client.scan, self._table_name, **arguments)
+            for item in response["Items"]:
+                yield item["pk"]["S"]
+            start_key = response.get("LastEvaluatedKey")
+            if start_key is None:
+                return
+            arguments["ExclusiveStartKey"] = start_key
 
 
 def event_to_item(event: RecordedEvent) -> Item:

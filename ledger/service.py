@@ -162,6 +162,10 @@ class PaymentService:
         self._retries_max = retries_max
         self._sleep = sleep
 
+    @property
+    def store(self) -> EventStore:
+        return self._store
+
     def execute(self, command: Command, context: CommandContext) -> CommandResult:
         """Run ``command`` exactly once per idempotency key; retry bounded on write conflicts."""
         stream_id = payment_stream_id(command.payment_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ledger.domain.limits import EVENTS_PER_APPEND_MAX, STREAM_EVENTS_MAX
 from ledger.envelope import RecordedEvent
@@ -31,6 +31,11 @@ class EventStore(ABC):
     @abstractmethod
     def append(self, events: Sequence[RecordedEvent]) -> None:
         """Store ``events`` (one stream, consecutive versions following its head) atomically."""
+
+    @abstractmethod
+    def stream_ids(self) -> Iterable[str]:
+        """Every stream id, each once, in no particular order (to rebuild projections: the
+        change feed is the table's stream, not a global log kept here)."""
 
 
 def check_append_batch(events: Sequence[RecordedEvent]) -> None:

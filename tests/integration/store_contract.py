@@ -240,6 +240,13 @@ class EventStoreContract(ABC):
         assert store.load(stream_b) == events_b + more_b
         assert store.load(stream_a, version_max=1) == events_a[:1]
 
+    def test_stream_ids_lists_every_stream_once(self, store: EventStore) -> None:
+        streams = [new_stream_id() for _ in range(5)]
+        for length, stream_id in enumerate(streams, start=1):
+            store.append(chain(stream_id, length))
+        listed = list(store.stream_ids())
+        assert sorted(listed) == sorted(streams)
+
     def test_racing_appends_with_retries_keep_versions_gap_free(self, store: EventStore) -> None:
         stream_id = new_stream_id()
         appends_per_writer, attempts_max = 3, 200
