@@ -17,6 +17,7 @@ from handlers.bootstrap import (
     Settings,
     aws_client,
 )
+from ledger.dynamodb import DynamoDBEventStore
 from projections.postgres.projection import PostgresProjection
 
 
@@ -64,7 +65,12 @@ def _conninfo(database: DatabaseSettings) -> str:
 
 
 def build_postgres_projection(settings: Settings) -> PostgresProjection | None:
-    """The PostgreSQL views, if this process has a database configured."""
+    """The PostgreSQL views, if this process has a database configured; gaps are filled from
+    the events table (one Query per lagging stream, only when a gap is seen)."""
     if settings.database is None:
         return None
-    return PostgresProjection(database_connector(settings.database), settings.database.schema)
+    return PostgresProjection(
+        database_connector(settings.database),
+        settings.database.schema,
+        events=DynamoDBEventStore(aws_client("dynamodb"), settings.events_table),
+    )

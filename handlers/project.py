@@ -37,8 +37,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.bootstrap import build_payment_state_projection, settings_from_environment
 from handlers.database import build_postgres_projection
 from handlers.observability import make_logger
+from ledger.decoding import decode_event
 from ledger.domain.errors import LedgerError
-from ledger.domain.events import decode_payload
 from ledger.dynamodb import item_to_event
 from ledger.envelope import RecordedEvent
 from projections.core import ApplyResult, Projection, StreamFailure
@@ -131,7 +131,7 @@ def _read_record(raw: Mapping[str, Any]) -> _Record:
         return _Record(sequence_number, name, stream_id, None, None)
     try:
         event = item_to_event(change["NewImage"])
-        decode_payload(event.event_type, event.schema_version, event.payload)
+        decode_event(event)  # the one gate: what one read model refuses, none applies
     except _UNDECODABLE as exc:
         return _Record(sequence_number, name, stream_id, None, f"undecodable: {_describe(exc)}")
     if (event.stream_id, event.version) != (stream_id, version):

@@ -8,7 +8,7 @@ Item (``PaymentStateTable`` in template.yaml, key ``payment_id``): every field o
 
 Guarantees:
 - The item of a payment at version n equals ``ledger.service.fold`` of its events 1..n: states are
-  computed with the ledger's own ``decode_payload`` and ``evolve``, so the two cannot diverge.
+  computed with the ledger's own ``decode_event`` and ``evolve``, so the two cannot diverge.
 - One ``apply`` = one strongly consistent BatchGetItem per 100 payments + one conditional PutItem
   per payment that moved forward (its latest state, never one per event), conditioned on
   ``attribute_not_exists(payment_id) OR version < :new``. A failed condition means the item is
@@ -43,8 +43,9 @@ from typing import Any, cast, get_args
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ledger.decoding import decode_event
 from ledger.domain.errors import ChainBrokenError, LedgerError
-from ledger.domain.events import RiskDecision, decode_payload
+from ledger.domain.events import RiskDecision
 from ledger.domain.payment import STATUSES, PaymentState, Status, evolve
 from ledger.domain.validation import check_id
 from ledger.envelope import GENESIS_HASH, PAYMENT_STREAM_PREFIX, RecordedEvent, payment_id_of
@@ -359,7 +360,7 @@ def _step(snapshot: PaymentSnapshot | None, event: RecordedEvent) -> PaymentSnap
         raise ChainBrokenError(
             f"{event.stream_id} version {event.version}: prev_hash does not match the head hash"
         )
-    payload = decode_payload(event.event_type, event.schema_version, event.payload)
+    payload = decode_event(event)
     state = evolve(None if snapshot is None else snapshot.state, payload)
     created_at = event.recorded_at if snapshot is None else snapshot.created_at
     return PaymentSnapshot(state, event.version, event.hash, created_at, event.recorded_at)

@@ -104,7 +104,7 @@ def rebuild_postgres(
         if _schema_exists(connection, into_schema):
             raise AlreadyExistsError(f"schema {into_schema} already exists: rebuild into a new one")
         migrate(connection, into_schema)
-    projection = PostgresProjection(connect, into_schema)
+    projection = PostgresProjection(connect, into_schema, events=store)
     try:
         for batch, streams in _batches(_streams(store), batch_events):
             result = projection.apply(batch)

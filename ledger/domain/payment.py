@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from ledger.domain.errors import (
     AlreadyExistsError,
@@ -76,19 +76,7 @@ Status = Literal[
     "expired",
     "failed",
 ]
-STATUSES: tuple[Status, ...] = (
-    "initiated",
-    "in_review",
-    "approved",
-    "declined",
-    "authorized",
-    "captured",
-    "settled",
-    "refunded",
-    "voided",
-    "expired",
-    "failed",
-)
+STATUSES: tuple[Status, ...] = get_args(Status)
 DEFAULT_HOLD = timedelta(days=7)
 DEFAULT_PROCESSOR = "default"
 _RISK_STATUS: dict[RiskDecision, Status] = {

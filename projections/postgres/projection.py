@@ -1,6 +1,7 @@
 """The PostgreSQL views of the payment streams, applied exactly once and in order per stream.
 
-One ``apply`` = one database transaction, whatever the batch size:
+One ``apply`` = one database transaction, whatever the batch size (two when a gap is filled
+from the event store, see below; the first one only reads):
 1. read the tracked head of every payment stream in the batch with its ``payments`` row (one
    query);
 2. classify, check and fold the events in Python (``rows.plan_batch``);
@@ -19,12 +20,32 @@ optimistically: an upsert only replaces a row with a higher version, and a batch
 did not all land rolls back (``ConcurrencyError``); plain inserts (not upserts) of ``postings``
 and ``agent_actions`` make applying any event twice violate their primary keys and roll back.
 
+Gaps (with ``events``, the event store, given): a stream whose first delivered event beyond its
+tracked version is further ahead than the next one is filled from the event store rather than
+failed. Failing would never heal: a record dead-lettered after its bounded retries is never
+delivered again, so every later event of that payment would fail forever; and after
+``payledger rebuild --swap``, events written between the rebuild's scan and the swap reach the
+rebuilt schema with versions beyond its positions. So, when step 2 finds such streams, the
+transaction ends without writing anything, each lagging stream's missing versions are loaded
+with one strongly consistent ``EventStore.load`` (outside any transaction: no transaction, and
+no lock, waits on DynamoDB), and the batch runs again in a new transaction that re-reads the
+heads and applies the loaded events before the delivered ones, as if delivered, with the same
+checks (``rows.plan_batch``). A fill must join the tracked head's hash and the next delivered
+event, or it is refused whole (``gap_fill_refused``): it never splices another history onto the
+views. A gap the store cannot fill (it holds too few events) fails its stream as without a
+store, and so does a ``LedgerError`` from the store (``gap_fill_failed``). A batch without gaps
+costs exactly what it costs without a store: no load and no extra query. ``applied`` counts the
+delivered events applied, ``filled`` the loaded ones.
+
 On a database error the transaction is rolled back and every stream of the batch is reported as
-failed (never partially applied); a dropped connection is replaced on the next ``apply``.
+failed (never partially applied); a dropped connection is replaced on the next ``apply``. An
+event store error other than a ``LedgerError`` (throttling after the client's retries)
+propagates, as in the payment-state projection: the whole batch is retried.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,13 +56,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ledger.domain.errors import ConcurrencyError
+from ledger.decoding import is_event_time
+from ledger.domain.errors import ConcurrencyError, LedgerError
 from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent
+from ledger.store import EventStore
 from projections.core import ApplyResult
 from projections.postgres.rows import (
     BatchRows,
+    Gap,
     StreamHead,
-    is_event_timestamp,
+    find_gaps,
+    gap_fill,
     plan_batch,
     snapshot_from_row,
 )
@@ -66,11 +91,16 @@ REASON_CHARS_MAX = 500
 PARTITION_LOCK_TIMEOUT = "5s"  # creating a partition waits this long at most for readers
 _PARTITION_LOCK_FAMILY = 0x70617274  # pg_advisory_xact_lock(family, hashtext(schema))
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(slots=True)
 class PostgresApplyResult(ApplyResult):
     # Events of streams these views do not keep (only ``payment#`` streams exist today).
     ignored: int = 0
+    # Events loaded from the event store to fill gaps and applied (not counted in ``applied``,
+    # which counts delivered events only).
+    filled: int = 0
 
 
 def connect_url(url: str) -> Connect:
@@ -87,10 +117,15 @@ class PostgresProjection:
 
     name = "postgres"
 
-    def __init__(self, connect: Connect | str, schema: str) -> None:
-        """``connect`` opens a connection (``connect_url(url)``, or any factory), or is a URL."""
+    def __init__(
+        self, connect: Connect | str, schema: str, *, events: EventStore | None = None
+    ) -> None:
+        """``connect`` opens a connection (``connect_url(url)``, or any factory), or is a URL.
+        ``events`` is the event store gaps are filled from; without it a gap fails its stream
+        until the missing events are delivered."""
         self.schema = check_schema_name(schema)
         self._connect = connect_url(connect) if isinstance(connect, str) else connect
+        self._events = events
         self._connection: psycopg.Connection[Any] | None = None
         self._partitions: set[str] = set()  # months known to have a postings partition
         self._sql = _Statements(schema)
@@ -102,11 +137,12 @@ class PostgresProjection:
             return result
         try:
             connection = self._connection_for_batch()
-            self._ensure_partitions(connection, streams)
-            with connection.transaction():
-                heads = self._read_heads(connection, streams)
-                rows = plan_batch(streams, heads, result)
-                self._write(connection, rows)
+            self._ensure_partitions(connection, streams.values())
+            gaps = self._apply_batch(connection, streams, result, fills=None)
+            if gaps:
+                fills = self._load_fills(gaps, result)
+                self._ensure_partitions(connection, fills.values())
+                self._apply_batch(connection, streams, result, fills=fills)
         except (psycopg.Error, ConcurrencyError) as error:
             self._drop_broken_connection()
             self._partitions.clear()  # a partition may have been dropped: look again
@@ -143,6 +179,67 @@ class PostgresProjection:
 
     # ── one batch ─────────────────────────────────────────────────────────────────────────
 
+    def _apply_batch(
+        self,
+        connection: psycopg.Connection[Any],
+        streams: Mapping[str, list[RecordedEvent]],
+        result: PostgresApplyResult,
+        *,
+        fills: Mapping[str, list[RecordedEvent]] | None,
+    ) -> dict[str, Gap]:
+        """Apply the batch in one transaction, with ``fills`` before the delivered events.
+
+        Without ``fills`` (the first pass), if there is an event store and streams lag behind
+        the batch, nothing is written and the gaps are returned: they are filled outside any
+        transaction and the batch is applied again.
+        """
+        with connection.transaction():
+            heads = self._read_heads(connection, streams)
+            if fills is None and self._events is not None:
+                gaps = find_gaps(streams, heads)
+                if gaps:
+                    return gaps
+            rows = plan_batch(streams, heads, result, fills)
+            self._write(connection, rows)
+        result.filled += rows.filled
+        return {}
+
+    def _load_fills(
+        self, gaps: Mapping[str, Gap], result: PostgresApplyResult
+    ) -> dict[str, list[RecordedEvent]]:
+        """The missing events of each lagging stream: one strongly consistent load per stream.
+
+        A stream the store cannot fill fails here (and again, with the same first event, when
+        the batch is planned without its fill).
+        """
+        assert self._events is not None
+        fills: dict[str, list[RecordedEvent]] = {}
+        for stream_id, gap in gaps.items():
+            first = gap.first
+            try:
+                loaded = self._events.load(stream_id, version_max=first.version - 1)
+            except LedgerError as error:
+                result.fail(first, f"gap_fill_failed: {error.code}: {error.message}")
+                continue
+            assert all(event.stream_id == stream_id for event in loaded), stream_id
+            fill = gap_fill(gap, loaded)
+            if fill is None:
+                result.fail(
+                    first,
+                    f"version_gap: version {first.version} follows applied version"
+                    f" {gap.applied}, and the event store holds {len(loaded)} events before it",
+                )
+                continue
+            fills[stream_id] = fill
+            logger.warning(
+                "postgres views behind the stream: missing versions loaded from the event store",
+                extra={
+                    "stream_id": stream_id,
+                    "versions": f"{gap.applied + 1}..{first.version - 1}",
+                },
+            )
+        return fills
+
     def _read_heads(
         self, connection: psycopg.Connection[Any], streams: Mapping[str, object]
     ) -> dict[str, StreamHead]:
@@ -156,7 +253,7 @@ class PostgresProjection:
         return heads
 
     def _ensure_partitions(
-        self, connection: psycopg.Connection[Any], streams: Mapping[str, list[RecordedEvent]]
+        self, connection: psycopg.Connection[Any], streams: Iterable[Sequence[RecordedEvent]]
     ) -> None:
         """Create the monthly ``postings`` partitions the batch may write into, if missing.
 
@@ -165,9 +262,9 @@ class PostgresProjection:
         """
         months = {
             event.recorded_at[:7]
-            for events in streams.values()
+            for events in streams
             for event in events
-            if is_event_timestamp(event.recorded_at)
+            if is_event_time(event.recorded_at)
         }
         unknown = months - self._partitions
         if not unknown:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -28,8 +29,11 @@ from projections.postgres.migrate import load_migrations
 from projections.postgres.projection import PostgresApplyResult, _payment_streams, _Statements
 from projections.postgres.rows import (
     BatchRows,
+    Gap,
     StreamHead,
     agent_metadata,
+    find_gaps,
+    gap_fill,
     payment_row,
     plan_batch,
     snapshot_from_row,
@@ -68,13 +72,19 @@ def history(service: PaymentService) -> list[RecordedEvent]:
 
 
 def plan(
-    events: list[RecordedEvent], heads: dict[str, StreamHead] | None = None
+    events: list[RecordedEvent],
+    heads: dict[str, StreamHead] | None = None,
+    fills: dict[str, list[RecordedEvent]] | None = None,
 ) -> tuple[BatchRows, ApplyResult]:
     result = ApplyResult()
-    streams = {}
+    return plan_batch(by_stream(events), heads or {}, result, fills), result
+
+
+def by_stream(events: list[RecordedEvent]) -> dict[str, list[RecordedEvent]]:
+    streams: dict[str, list[RecordedEvent]] = {}
     for event in events:
         streams.setdefault(event.stream_id, []).append(event)
-    return plan_batch(streams, heads or {}, result), result
+    return streams
 
 
 def time(text: str) -> datetime:
@@ -146,29 +156,92 @@ def test_a_gap_fails_the_stream_from_the_gap_and_keeps_what_came_before(
     assert [snapshot_from_row(as_read(row)) for row in rows.payments] == [fold(history[:2])]
 
 
+def test_gaps_are_the_streams_whose_first_new_event_does_not_follow_the_head(
+    history: list[RecordedEvent],
+) -> None:
+    head = head_after(history[:2])
+    assert find_gaps(by_stream(history[2:]), head) == {}
+    assert find_gaps(by_stream(history[:2]), head) == {}  # only duplicates
+    assert find_gaps(by_stream([history[1], *history[4:]]), head) == {
+        "payment#pay-1": Gap(2, history[4])
+    }
+    assert find_gaps(by_stream(history[2:]), {}) == {"payment#pay-1": Gap(0, history[2])}
+
+
+def test_a_gap_fill_is_the_missing_versions_or_nothing(history: list[RecordedEvent]) -> None:
+    gap = Gap(2, history[5])
+    assert gap_fill(gap, history[:5]) == history[2:5]
+    assert gap_fill(gap, history[:4]) is None  # the store holds too few
+    assert gap_fill(Gap(0, history[3]), history[:3]) == history[:3]
+
+
+def test_a_fill_is_applied_before_the_delivered_events_as_if_delivered(
+    history: list[RecordedEvent],
+) -> None:
+    delivered, result = plan(history[2:], head_after(history[:2]))
+    filled, filled_result = plan(
+        history[4:], head_after(history[:2]), {"payment#pay-1": history[2:4]}
+    )
+    assert filled.filled == 2
+    assert replace(filled, filled=0) == delivered
+    assert (filled_result.applied, filled_result.failures) == (3, {})
+    assert result.applied == 5
+
+
+def test_fill_versions_the_head_already_holds_are_skipped(history: list[RecordedEvent]) -> None:
+    # The gap was seen at version 2; another applier reached version 3 before the fill applied.
+    rows, result = plan(history[4:], head_after(history[:3]), {"payment#pay-1": history[2:4]})
+    assert (rows.filled, result.applied, result.duplicates, result.failures) == (1, 3, 0, {})
+    assert [snapshot_from_row(as_read(row)) for row in rows.payments] == [fold(history)]
+
+
+@pytest.mark.parametrize(
+    ("fill", "reason"),
+    [
+        (lambda h: [replace(h[2], prev_hash="0" * 64), h[3]], "at version 3: chain_broken"),
+        (lambda h: [h[2], replace(h[3], payload="[]")], "at version 4: undecodable_event"),
+        (lambda h: [h[2], replace(h[3], hash="0" * 64)], "at version 5: chain_broken: deliv"),
+        (lambda h: [h[3]], "at version 3: validation_error: the event store's version 4"),
+    ],
+)
+def test_a_fill_that_cannot_be_applied_whole_is_refused_and_leaves_no_rows(
+    history: list[RecordedEvent],
+    fill: Callable[[list[RecordedEvent]], list[RecordedEvent]],
+    reason: str,
+) -> None:
+    rows, result = plan(
+        history[1:2] + history[4:], head_after(history[:2]), {"payment#pay-1": fill(history)}
+    )
+    failure = result.failures["payment#pay-1"]
+    assert (failure.version, failure.event_id) == (5, history[4].event_id)
+    assert failure.reason.startswith(f"gap_fill_refused: {reason}"), failure.reason
+    assert rows == BatchRows()
+    assert (result.applied, result.duplicates) == (0, 1)
+
+
 @pytest.mark.parametrize(
     ("version", "change", "reason"),
     [
         (3, {"payload": "[]"}, "undecodable_event: PaymentAuthorized v1 payload is invalid"),
         (3, {"event_type": "Nope"}, "undecodable_event: unknown event type 'Nope'"),
         (3, {"prev_hash": "0" * 64}, "chain_broken: prev_hash 000000000000…"),
-        (3, {"recorded_at": "2026-11-21T12:00:00Z"}, "validation_error: recorded_at"),
-        (3, {"occurred_at": "2026-13-21T12:00:00.000000Z"}, "validation_error: occurred_at"),
-        (3, {"event_id": "a\x00b"}, "validation_error: the envelope holds a NUL"),
-        (3, {"actor": Actor(kind="agent", id="a", model="m\x00")}, "validation_error: the env"),
+        (3, {"recorded_at": "2026-11-21T12:00:00Z"}, "undecodable_event: recorded_at"),
+        (3, {"occurred_at": "2026-13-21T12:00:00.000000Z"}, "undecodable_event: occurred_at"),
+        (3, {"event_id": "a\x00b"}, "undecodable_event: the envelope holds a NUL"),
+        (3, {"actor": Actor(kind="agent", id="a", model="m\x00")}, "undecodable_event: the env"),
         (2, {"payload": '{"decision":"approve","merchant_id":"m-1","reason":"r","score":"1e3"}'},
-         "validation_error: risk score '1e3' is not a plain decimal"),
+         "undecodable_event: risk score '1e3' is not a plain decimal"),
         (2, {"payload": '{"decision":"approve","merchant_id":"m","reason":"\\u0000","score":"1"}'},
-         "validation_error: the payload holds a NUL"),
+         "undecodable_event: the payload holds a NUL"),
         (1, {"payload": '{"amount_minor":1,"currency":"EUR","customer_id":"c","merchant_id":"m",'
                         '"payment_id":"pay-2"}'},
-         "validation_error: PaymentInitiated for 'pay-2' in the stream of 'pay-1'"),
+         "undecodable_event: PaymentInitiated names another payment than its stream"),
         (3, {"event_type": "PaymentInitiated", "payload": '{"amount_minor":1,"currency":"EUR",'
              '"customer_id":"c","merchant_id":"m","payment_id":"pay-1"}'},
-         "validation_error: PaymentInitiated at version 3: a payment stream starts with"),
+         "undecodable_event: PaymentInitiated at version 3: a payment stream starts with"),
         (1, {"event_type": "RiskAssessed", "payload": '{"decision":"approve","merchant_id":"m",'
              '"reason":"r","score":"1"}'},
-         "validation_error: RiskAssessed at version 1: a payment stream starts with"),
+         "undecodable_event: RiskAssessed at version 1: a payment stream starts with"),
     ],
 )  # fmt: skip
 def test_a_poison_event_fails_its_stream_from_there(
@@ -194,12 +267,16 @@ def test_an_escaped_backslash_before_u0000_is_not_a_nul(history: list[RecordedEv
 def test_amounts_beyond_64_bits_are_refused(history: list[RecordedEvent]) -> None:
     document = json.loads(history[2].payload)
     document["amount_minor"] = 2**63
-    _, result = plan([*history[:2], replace(history[2], payload=json.dumps(document))])
-    assert result.failures["payment#pay-1"].reason.startswith("validation_error: payment amounts")
+    rows, result = plan([*history[:2], replace(history[2], payload=json.dumps(document))])
+    assert result.failures["payment#pay-1"].reason.startswith("undecodable_event: amount_minor")
+    # The payments row is the state at the last applied version, not the refused one's.
+    applied = fold(history[:2])
+    assert applied is not None
+    assert rows.payments == [payment_row(applied)]
     document["postings"][0]["amount_minor"] = 2**63
     document["amount_minor"] = 1
     _, result = plan([*history[:2], replace(history[2], payload=json.dumps(document))])
-    assert result.failures["payment#pay-1"].reason.startswith("validation_error: posting amount")
+    assert result.failures["payment#pay-1"].reason.startswith("undecodable_event: posting amount")
 
 
 def test_the_payments_row_round_trips_to_the_same_snapshot(history: list[RecordedEvent]) -> None:

@@ -146,12 +146,12 @@ def test_a_gap_fails_its_stream_until_the_missing_event_arrives(
         (lambda event: replace(event, event_type="PaymentTeleported"), "undecodable_event"),
         (lambda event: replace(event, schema_version=9), "undecodable_event"),
         (lambda event: replace(event, prev_hash="f" * 64), "chain_broken"),
-        (lambda event: replace(event, recorded_at="2026-11-30 10:00:00"), "validation_error"),
+        (lambda event: replace(event, recorded_at="2026-11-30 10:00:00"), "undecodable_event"),
         (
             lambda event: replace(
                 event, payload=event.payload.replace('"merchant_id":"', '"merchant_id":"\\u0000')
             ),
-            "validation_error",
+            "undecodable_event",
         ),
     ],
 )
