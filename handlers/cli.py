@@ -618,13 +618,14 @@ class RebuildSource(StrEnum):
 
 
 def _database() -> bootstrap.DatabaseSettings:
+    """The configured database or, on a developer's machine with none configured, the embedded
+    PostgreSQL with its data under ``.payledger/pg`` (started for this command, kept across)."""
     database = bootstrap.database_settings()
-    if database is None:
-        raise bootstrap.ConfigurationError(
-            f"no database configured: set {bootstrap.DATABASE_URL_VARIABLE} (local) or "
-            f"{bootstrap.DATABASE_SECRET_VARIABLE} / {bootstrap.DATABASE_HOST_VARIABLE} (AWS)"
-        )
-    return database
+    if database is not None:
+        return database
+    from devstack.postgres import start_postgres  # the CLI's one other use of the local stack
+
+    return bootstrap.DatabaseSettings(url=start_postgres())
 
 
 @db_app.command("migrate")

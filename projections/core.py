@@ -4,8 +4,11 @@ A projection receives a batch of events in stream order (several streams interle
 stream's events in ascending version) and applies them exactly once:
 - a version at or below what it already applied for that stream is a duplicate: skipped;
 - the next version is applied;
-- a version further ahead is a gap: that stream fails from that event on (retried later,
-  never skipped), while other streams proceed.
+- a version further ahead is a gap: the projection loads the missing versions from the events
+  table (one Query) and applies them first, as if delivered; if it cannot (the table holds too
+  few), that stream fails from that event on (retried later, never skipped), while other
+  streams proceed. A record dead-lettered after its retries is thus repaired by the next event
+  of its payment instead of blocking it forever.
 A projection never swallows an error: a stream it could not apply is reported in the result.
 """
 

@@ -56,10 +56,14 @@ def test_migrate_is_idempotent(environment: dict[str, str], connection: Any) -> 
         drop_schema(connection, "t_migrate_cli")
 
 
-def test_migrate_without_a_database_is_a_configuration_error(environment: dict[str, str]) -> None:
-    result = run({"PAYLEDGER_DATABASE_URL": ""}, "db", "migrate")
-    assert result.exit_code == 1
-    assert "no database configured" in result.stderr
+def test_migrate_without_a_database_uses_the_embedded_one(
+    environment: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run({"PAYLEDGER_DATABASE_URL": ""}, "db", "migrate", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["schema"] == "payledger"
+    assert (tmp_path / ".payledger" / "pg").is_dir()
 
 
 def test_rebuild_compares_and_swaps(
