@@ -18,6 +18,7 @@ machines; failures then print ``{"error": {"code", "message"}}`` on stdout, othe
 from __future__ import annotations
 
 import getpass
+import inspect
 import json
 import re
 import traceback
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_type_hints
 
 import typer
 from rich.console import Console
@@ -273,9 +274,51 @@ class Caller:
 # ── pay commands ──────────────────────────────────────────────────────────────────────────────
 
 
-@pay_app.command("initiate")
+def pay_command(name: str) -> Callable[[Callable[..., Command]], Callable[..., Command]]:
+    """Register ``build`` as ``payledger pay NAME``.
+
+    ``build`` declares only its own options and returns the command they describe; the options
+    every pay command shares (``--key``, the actor, correlation and causation ids, ``--json``)
+    are added here, so they are declared once and behave the same everywhere.
+    """
+
+    def register(build: Callable[..., Command]) -> Callable[..., Command]:
+        def run(
+            ctx: typer.Context,
+            key: KeyOption,
+            actor: ActorOption = None,
+            actor_model: ActorModelOption = None,
+            actor_version: ActorVersionOption = None,
+            correlation_id: CorrelationOption = None,
+            causation_id: CausationOption = None,
+            json_output: JsonOption = False,
+            **arguments: Any,
+        ) -> None:
+            caller = Caller(key, actor, actor_model, actor_version, correlation_id, causation_id)
+            _execute(ctx, lambda: build(**arguments), caller, json_output)
+
+        shared = dict(inspect.signature(run).parameters)
+        shared.pop("arguments")
+        context = shared.pop("ctx")
+        parameters = [context, *inspect.signature(build).parameters.values(), *shared.values()]
+        # Typer reads the signature: give it resolved annotations (this module postpones them).
+        hints = get_type_hints(run, include_extras=True)
+        hints |= get_type_hints(build, include_extras=True)
+        parameters = [
+            parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[parameter.name])
+            for parameter in parameters
+        ]
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        run.__doc__ = build.__doc__
+        pay_app.command(name)(run)
+        return build
+
+    return register
+
+
+@pay_command("initiate")
 def initiate(
-    ctx: typer.Context,
     payment_id: Annotated[
         str, typer.Option("--payment-id", help="Client-chosen payment id.", show_default=False)
     ],
@@ -289,71 +332,44 @@ def initiate(
     customer: Annotated[
         str, typer.Option("--customer", help="Opaque customer id.", show_default=False)
     ],
-    key: KeyOption,
     description: Annotated[str | None, typer.Option(show_default=False)] = None,
     metadata: MetadataOption = None,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+) -> Command:
     """Create a payment."""
-    _execute(
-        ctx,
-        lambda: InitiatePayment(
-            payment_id,
-            amount=amount,
-            currency=currency,
-            merchant_id=merchant,
-            customer_id=customer,
-            description=description,
-            metadata=parse_metadata(metadata or ()),
-        ),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
+    return InitiatePayment(
+        payment_id,
+        amount=amount,
+        currency=currency,
+        merchant_id=merchant,
+        customer_id=customer,
+        description=description,
+        metadata=parse_metadata(metadata or ()),
     )
 
 
-@pay_app.command("assess-risk")
+@pay_command("assess-risk")
 def assess_risk(
-    ctx: typer.Context,
     payment_id: PaymentIdArgument,
     decision: Annotated[Decision, typer.Option("--decision", show_default=False)],
     score: Annotated[
         str, typer.Option("--score", help="Decimal from 0 to 1, e.g. 0.12.", show_default=False)
     ],
     reason: Annotated[str, typer.Option("--reason", show_default=False)],
-    key: KeyOption,
     metadata: MetadataOption = None,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+) -> Command:
     """Record a risk decision (approve, review or decline) with its score and reason."""
-    _execute(
-        ctx,
-        lambda: AssessRisk(
-            payment_id,
-            decision=decision.value,
-            score=score,
-            reason=reason,
-            metadata=parse_metadata(metadata or ()),
-        ),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
+    return AssessRisk(
+        payment_id,
+        decision=decision.value,
+        score=score,
+        reason=reason,
+        metadata=parse_metadata(metadata or ()),
     )
 
 
-@pay_app.command("authorize")
+@pay_command("authorize")
 def authorize(
-    ctx: typer.Context,
     payment_id: PaymentIdArgument,
-    key: KeyOption,
     processor: ProcessorOption = DEFAULT_PROCESSOR,
     reference: Annotated[
         str | None, typer.Option(help="Processor's reference.", show_default=False)
@@ -367,165 +383,74 @@ def authorize(
             show_default=False,
         ),
     ] = None,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+) -> Command:
     """Place a hold on the payment's amount."""
-    _execute(
-        ctx,
-        lambda: AuthorizePayment(
-            payment_id, processor=processor, reference=reference, hold_until=hold_until
-        ),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
+    return AuthorizePayment(
+        payment_id, processor=processor, reference=reference, hold_until=hold_until
     )
 
 
-@pay_app.command("fail")
+@pay_command("fail")
 def fail(
-    ctx: typer.Context,
     payment_id: PaymentIdArgument,
     reason: Annotated[str, typer.Option("--reason", show_default=False)],
-    key: KeyOption,
     processor: ProcessorOption = DEFAULT_PROCESSOR,
     code: Annotated[
         str | None, typer.Option("--code", help="Processor's error code.", show_default=False)
     ] = None,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+) -> Command:
     """Record that the processor refused the authorization."""
-    _execute(
-        ctx,
-        lambda: FailPayment(payment_id, reason=reason, processor=processor, processor_code=code),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
-    )
+    return FailPayment(payment_id, reason=reason, processor=processor, processor_code=code)
 
 
-@pay_app.command("capture")
+@pay_command("capture")
 def capture(
-    ctx: typer.Context,
     payment_id: PaymentIdArgument,
     amount: AmountOption,
-    key: KeyOption,
     currency: CurrencyCheckOption = None,
     final: Annotated[
         bool, typer.Option("--final", help="Release the rest of the hold after this capture.")
     ] = False,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+) -> Command:
     """Capture (part of) the authorized amount."""
-    _execute(
-        ctx,
-        lambda: CapturePayment(payment_id, amount=amount, currency=currency, final=final),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
-    )
+    return CapturePayment(payment_id, amount=amount, currency=currency, final=final)
 
 
-@pay_app.command("refund")
+@pay_command("refund")
 def refund(
-    ctx: typer.Context,
     payment_id: PaymentIdArgument,
     amount: AmountOption,
-    key: KeyOption,
     currency: CurrencyCheckOption = None,
     reason: Annotated[str | None, typer.Option(show_default=False)] = None,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+) -> Command:
     """Refund (part of) the captured amount."""
-    _execute(
-        ctx,
-        lambda: RefundPayment(payment_id, amount=amount, currency=currency, reason=reason),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
-    )
+    return RefundPayment(payment_id, amount=amount, currency=currency, reason=reason)
 
 
-@pay_app.command("void")
+@pay_command("void")
 def void(
-    ctx: typer.Context,
     payment_id: PaymentIdArgument,
-    key: KeyOption,
     reason: Annotated[str | None, typer.Option(show_default=False)] = None,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+) -> Command:
     """Release what remains of the authorization hold."""
-    _execute(
-        ctx,
-        lambda: VoidPayment(payment_id, reason=reason),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
-    )
+    return VoidPayment(payment_id, reason=reason)
 
 
-@pay_app.command("settle")
+@pay_command("settle")
 def settle(
-    ctx: typer.Context,
     payment_id: PaymentIdArgument,
-    key: KeyOption,
     reference: Annotated[
         str | None, typer.Option(help="Settlement reference.", show_default=False)
     ] = None,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+) -> Command:
     """Settle the net captured amount with the merchant."""
-    _execute(
-        ctx,
-        lambda: SettlePayment(payment_id, reference=reference),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
-    )
+    return SettlePayment(payment_id, reference=reference)
 
 
-@pay_app.command("expire")
-def expire(
-    ctx: typer.Context,
-    payment_id: PaymentIdArgument,
-    key: KeyOption,
-    actor: ActorOption = None,
-    actor_model: ActorModelOption = None,
-    actor_version: ActorVersionOption = None,
-    correlation_id: CorrelationOption = None,
-    causation_id: CausationOption = None,
-    json_output: JsonOption = False,
-) -> None:
+@pay_command("expire")
+def expire(payment_id: PaymentIdArgument) -> Command:
     """Release the hold of a payment whose hold deadline has passed."""
-    _execute(
-        ctx,
-        lambda: ExpirePayment(payment_id),
-        Caller(key, actor, actor_model, actor_version, correlation_id, causation_id),
-        json_output,
-    )
+    return ExpirePayment(payment_id)
 
 
 def _execute(
