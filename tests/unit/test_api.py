@@ -34,6 +34,7 @@ from ledger.domain.timestamps import format_timestamp
 from ledger.envelope import RecordedEvent, payment_stream_id
 from ledger.memory import MemoryEventStore
 from ledger.service import PaymentService
+from tests.lambda_context import FakeLambdaContext
 from tests.unit.conftest import START, FakeClock
 
 with pytest.MonkeyPatch.context() as _patch:
@@ -116,20 +117,6 @@ def rest_event(
 
 
 @dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "payledger-api"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:payledger-api"
-    aws_request_id: str = "4f0b8d4e-0000-4000-8000-000000000000"
-    log_group_name: str = "/aws/lambda/payledger-api"
-    log_stream_name: str = "2026/11/21/[$LATEST]0"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
-@dataclass(frozen=True)
 class Reply:
     status: int
     headers: dict[str, str]
@@ -141,7 +128,7 @@ class Reply:
 
 
 def invoke(event: dict[str, Any]) -> Reply:
-    response = api.handler(event, FakeLambdaContext())
+    response = api.handler(event, FakeLambdaContext("payledger-api"))
     headers = {name.lower(): values[-1] for name, values in response["multiValueHeaders"].items()}
     assert headers["content-type"] == "application/json"
     return Reply(response["statusCode"], headers, json.loads(response["body"]))
@@ -742,7 +729,7 @@ def test_log_lines_carry_the_request_id_as_correlation_id(
     assert [line["message"] for line in lines] == ["request rejected"]
     assert {line["correlation_id"] for line in lines} == {event["requestContext"]["requestId"]}
     assert lines[0]["code"] == "not_found"
-    assert lines[0]["function_name"] == FakeLambdaContext.function_name
+    assert lines[0]["function_name"] == "payledger-api"
 
 
 def test_card_numbers_in_rejected_requests_are_not_logged(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ from ledger.dynamodb import event_to_item
 from ledger.envelope import RecordedEvent, payment_stream_id
 from ledger.service import PaymentService
 from projections.core import ApplyResult
+from tests.lambda_context import FakeLambdaContext
 from tests.stream_events import (
     Shard,
     insert_event,
@@ -82,20 +83,6 @@ class ExplodingProjection:
 
     def apply(self, events: Sequence[RecordedEvent]) -> ApplyResult:
         raise ConnectionError("database connection lost")
-
-
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "payledger-project"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:payledger-project"
-    aws_request_id: str = "9a6f7f52-0000-4000-8000-000000000000"
-    log_group_name: str = "/aws/lambda/payledger-project"
-    log_stream_name: str = "2026/11/21/[$LATEST]0"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 # ── Histories and batches ────────────────────────────────────────────────────────────────────
@@ -377,7 +364,7 @@ def test_the_handler_reports_failures_and_emits_metrics(
     project.metrics.clear_metrics()  # counts left by the tests calling process() directly
     capsys.readouterr()
 
-    response = project.handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    response = project.handler(event, FakeLambdaContext("payledger-project", timeout_ms=60000))  # type: ignore[arg-type]
 
     assert failed_identifiers(response) == records_of(event, (B, 4), (B, 5))
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
