@@ -21,7 +21,7 @@ from rich.text import Text
 
 from devstack.motoserver import MotoServer
 from devstack.template import create_table
-from handlers.cli import chain_report, history_table, replay_table
+from handlers.cli.render import chain_report, history_table, replay_table
 from ledger.domain.errors import LedgerError
 from ledger.domain.events import decode_payload
 from ledger.domain.money import format_amount

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from devstack.template import create_table
 from handlers import cli
+from handlers.cli import common, pay, render
 from ledger.codec import verify_chain
 from ledger.domain.errors import ALL_ERRORS, ConcurrencyError
 from ledger.domain.payment import (
@@ -288,7 +289,7 @@ def test_history_and_replay_tables(dynamodb_client, events_table, monkeypatch) -
         CapturePayment("pay-2", "6.00"),
         CommandContext("k-cap-2", Actor("agent", "capture-bot", model="m", version="2")),
     )
-    monkeypatch.setattr(cli, "service_factory", lambda stack: service)
+    monkeypatch.setattr(common, "service_factory", lambda stack: service)
     runner = CliRunner(env={"COLUMNS": "200"})
 
     history = runner.invoke(cli.app, ["history", "pay-2"])
@@ -302,7 +303,7 @@ def test_history_and_replay_tables(dynamodb_client, events_table, monkeypatch) -
     assert "captured" in replay.stdout
     assert "10.00" in replay.stdout
 
-    table = cli.replay_table(replay_steps(service.load("pay-2")))
+    table = render.replay_table(replay_steps(service.load("pay-2")))
     changed = {
         column.header: [bool(getattr(cell, "style", "")) for cell in column.cells]
         for column in table.columns
@@ -449,7 +450,7 @@ def test_error_code_and_exit_code(
 ) -> None:
     if case.in_process:
         store = MemoryEventStore()
-        monkeypatch.setattr(cli, "service_factory", lambda stack: PaymentService(store))
+        monkeypatch.setattr(common, "service_factory", lambda stack: PaymentService(store))
         outcome = CliRunner().invoke(cli.app, case.argv())
         result = Run(tuple(case.argv()), outcome.exit_code, outcome.stdout, outcome.stderr)
     else:
@@ -616,7 +617,7 @@ def test_concurrency_conflict_after_bounded_retries(
 ) -> None:
     store = AlwaysConflictingStore()
     monkeypatch.setattr(
-        cli, "service_factory", lambda stack: PaymentService(store, sleep=lambda _: None)
+        common, "service_factory", lambda stack: PaymentService(store, sleep=lambda _: None)
     )
     result = runner.invoke(cli.app, [*initiate_args("c-1", "k"), "--json"])
     assert result.exit_code == 4, result.output
@@ -635,7 +636,7 @@ def test_unexpected_errors_are_one_line_unless_debug(
     def broken(stack: str | None) -> PaymentService:
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(cli, "service_factory", broken)
+    monkeypatch.setattr(common, "service_factory", broken)
     result = runner.invoke(cli.app, ["history", "p-1"])
     assert result.exit_code == 1
     assert result.stderr == "error[unexpected_error]: RuntimeError: disk on fire second line\n"
@@ -673,7 +674,7 @@ def test_missing_configuration_exits_1(runner: CliRunner) -> None:
 def test_malformed_caller_input_is_exit_2(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, args: list[str]
 ) -> None:
-    monkeypatch.setattr(cli, "service_factory", lambda stack: PaymentService(MemoryEventStore()))
+    monkeypatch.setattr(common, "service_factory", lambda stack: PaymentService(MemoryEventStore()))
     result = runner.invoke(cli.app, [*initiate_args("p-1", "k"), *args, "--json"])
     assert result.exit_code == 2, result.output
     assert json.loads(result.stdout)["error"]["code"] in {"validation_error", "limit_exceeded"}
@@ -681,7 +682,7 @@ def test_malformed_caller_input_is_exit_2(
 
 def test_metadata_values_are_typed() -> None:
     items = ["i=-12", "z=007", "t=true", "f=false", "n=null", 's="true"', "e=", "u=a=b"]
-    assert cli.parse_metadata(items) == {
+    assert pay.parse_metadata(items) == {
         "i": -12, "z": "007", "t": True, "f": False, "n": None, "s": "true", "e": "", "u": "a=b",
     }  # fmt: skip
 
@@ -695,14 +696,14 @@ def test_usage_errors_exit_2(runner: CliRunner) -> None:
 
 def test_default_actor_is_the_operator(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     store = MemoryEventStore()
-    monkeypatch.setattr(cli, "service_factory", lambda stack: PaymentService(store))
-    monkeypatch.setattr(cli.getpass, "getuser", lambda: "ada")
+    monkeypatch.setattr(common, "service_factory", lambda stack: PaymentService(store))
+    monkeypatch.setattr(pay.getpass, "getuser", lambda: "ada")
     result = runner.invoke(cli.app, [*initiate_args("p-1", "k"), "--json"])
     assert json.loads(result.stdout)["events"][0]["actor"] == {"kind": "operator", "id": "ada"}
 
     def no_user() -> str:
         raise OSError("no passwd entry")
 
-    monkeypatch.setattr(cli.getpass, "getuser", no_user)
+    monkeypatch.setattr(pay.getpass, "getuser", no_user)
     result = runner.invoke(cli.app, [*initiate_args("p-2", "k"), "--json"])
     assert json.loads(result.stdout)["events"][0]["actor"] == {"kind": "operator", "id": "cli"}

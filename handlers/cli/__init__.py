@@ -1,0 +1,29 @@
+"""The ``payledger`` command line (typer + rich): payment commands, history, replay, demo.
+
+Resources come from the composition root: ``EVENTS_TABLE`` (and boto3's own ``AWS_ENDPOINT_URL``)
+or, with ``--stack NAME``, the outputs of a deployed stack. ``--json`` prints documents for
+machines; failures then print ``{"error": {"code", "message"}}`` on stdout, otherwise one line
+``error[code]: message`` on stderr.
+
+| exit | meaning                                                                             |
+|------|-------------------------------------------------------------------------------------|
+| 0    | success                                                                             |
+| 1    | anything else: configuration_error, chain_broken, undecodable_event, unexpected     |
+| 2    | invalid input: validation_error, pan_detected, limit_exceeded, usage errors         |
+| 3    | rule violation: invalid_transition, capture_exceeds_authorized, currency_mismatch…  |
+| 4    | conflict: idempotency_conflict, concurrency_conflict, already_exists                |
+| 5    | not_found                                                                           |
+"""
+
+from __future__ import annotations
+
+# Importing a command module registers its commands on ``app``.
+from handlers.cli import demo, history, pay, views
+from handlers.cli.common import app
+
+__all__ = ["app", "demo", "history", "main", "pay", "views"]
+
+
+def main() -> None:
+    """Console-script entry point (``payledger``)."""
+    app(prog_name="payledger")

@@ -1,0 +1,7 @@
+"""``python -m handlers.cli``."""
+
+from __future__ import annotations
+
+from handlers.cli import main
+
+main()

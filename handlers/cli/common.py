@@ -1,0 +1,125 @@
+"""What every ``payledger`` command shares: the app, global options, error reporting and the
+wiring seams tests replace."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from handlers import bootstrap
+from ledger.domain.errors import EXIT_OTHER, LedgerError
+from ledger.service import PaymentService
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 other (configuration, corrupted history, unexpected); "
+    "2 invalid input (validation_error, pan_detected, limit_exceeded, usage); "
+    "3 rule violation (invalid_transition, capture_exceeds_authorized, refund_exceeds_captured, "
+    "currency_mismatch, hold_expired, hold_not_expired); "
+    "4 conflict (idempotency_conflict, concurrency_conflict, already_exists); 5 not_found."
+)
+UNEXPECTED_ERROR_CODE = "unexpected_error"
+
+
+def build_service(stack: str | None) -> PaymentService:
+    """The default wiring: a stack's outputs with ``--stack``, else the process environment."""
+    if stack is not None:
+        settings = bootstrap.settings_from_stack(stack)
+    else:
+        settings = bootstrap.settings_from_environment()
+    return bootstrap.build_payment_service(settings)
+
+
+service_factory: Callable[[str | None], PaymentService] = build_service
+"""Seam for tests: replace to run the CLI against another service (e.g. a failing store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalOptions:
+    stack: str | None
+    debug: bool
+
+
+app = typer.Typer(
+    name="payledger",
+    help="Event-sourced payment ledger: record payment commands, read and replay their history.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    stack: Annotated[
+        str | None,
+        typer.Option(help="Read resource names from this CloudFormation stack's outputs."),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print a traceback for unexpected errors.")
+    ] = False,
+) -> None:
+    ctx.obj = GlobalOptions(stack=stack, debug=debug)
+
+
+PaymentIdArgument = Annotated[str, typer.Argument(help="The payment's id.", show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+def resolve_database() -> bootstrap.DatabaseSettings:
+    """The configured database or, on a developer's machine with none configured, the embedded
+    PostgreSQL with its data under ``.payledger/pg`` (started for this command, kept across)."""
+    database = bootstrap.database_settings()
+    if database is not None:
+        return database
+    from devstack.postgres import start_postgres  # the CLI's one other use of the local stack
+
+    return bootstrap.DatabaseSettings(url=start_postgres())
+
+
+def print_json(document: dict[str, Any]) -> None:
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+# ── Errors ────────────────────────────────────────────────────────────────────────────────────
+
+
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    options = ctx.find_object(GlobalOptions)
+    return options if options is not None else GlobalOptions(stack=None, debug=False)
+
+
+@contextmanager
+def reporting(options: GlobalOptions, json_output: bool) -> Iterator[None]:
+    """Map a failure to its one-line report (or JSON document) and exit code."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except LedgerError as exc:
+        exit_with_error(exc.code, exc.message, exc.exit_code, json_output)
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line: report, never a traceback
+        if options.debug:
+            traceback.print_exc()
+        exit_with_error(UNEXPECTED_ERROR_CODE, one_line(exc), EXIT_OTHER, json_output)
+
+
+def exit_with_error(code: str, message: str, exit_code: int, json_output: bool) -> NoReturn:
+    message = " ".join(message.split())
+    if json_output:
+        print_json({"error": {"code": code, "message": message}})
+    else:
+        typer.echo(f"error[{code}]: {message}", err=True)
+    raise typer.Exit(exit_code)
+
+
+def one_line(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", [])
+    return "; ".join([f"{type(exc).__name__}: {exc}", *notes])

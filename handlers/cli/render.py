@@ -1,0 +1,154 @@
+"""Rich renderings of events, replays and payments, shared by the commands and the demo."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ledger.codec import verify_chain
+from ledger.domain.money import format_amount
+from ledger.envelope import Actor, RecordedEvent, payment_id_of
+from ledger.service import CommandResult, PaymentSnapshot
+
+# ── Rendering ─────────────────────────────────────────────────────────────────────────────────
+
+
+def history_table(events: Sequence[RecordedEvent]) -> Table:
+    title = f"payment {payment_id_of(events[0].stream_id)}" if events else "payment"
+    table = Table(title=title, title_justify="left")
+    table.add_column("v", justify="right")
+    table.add_column("recorded at", no_wrap=True)
+    table.add_column("event")
+    table.add_column("actor")
+    table.add_column("correlation / causation")
+    table.add_column("amount", justify="right")
+    table.add_column("hash", no_wrap=True)
+    for event in events:
+        table.add_row(
+            str(event.version),
+            event.recorded_at,
+            event.event_type,
+            Text(_actor_text(event.actor)),
+            Text(f"{_short(event.correlation_id)} / {_short(event.causation_id or '-')}"),
+            _event_amount(event),
+            event.hash[:_HASH_CHARS_SHOWN],
+        )
+    return table
+
+
+def chain_report(events: Sequence[RecordedEvent]) -> Text:
+    """Verify the hash chain (``ChainBrokenError`` if broken) and say so."""
+    head = verify_chain(events)
+    return Text.assemble(
+        ("hash chain verified", "bold green"),
+        f": {len(events)} events, head {head[:_HASH_CHARS_SHOWN]}",
+    )
+
+
+_REPLAY_COLUMNS = (
+    ("status", "status"),
+    ("risk", "risk_decision"),
+    ("authorized", "amount_authorized_minor"),
+    ("captured", "amount_captured_minor"),
+    ("released", "amount_released_minor"),
+    ("refunded", "amount_refunded_minor"),
+    ("settled", "amount_settled_minor"),
+    ("hold left", "hold_remaining_minor"),
+)
+
+_HASH_CHARS_SHOWN = 12
+
+
+def replay_table(steps: Sequence[tuple[RecordedEvent, PaymentSnapshot]]) -> Table:
+    """One row per event: the payment's state after it, fields changed by it in bold yellow."""
+    title = f"payment {steps[0][1].state.payment_id} replayed" if steps else "replay"
+    table = Table(title=title, title_justify="left")
+    table.add_column("v", justify="right")
+    table.add_column("event")
+    for header, _ in _REPLAY_COLUMNS:
+        table.add_column(header, justify="left" if header in ("status", "risk") else "right")
+    previous: dict[str, Any] | None = None  # the first event sets every field: nothing to mark
+    for event, snapshot in steps:
+        current = snapshot.to_dict()
+        cells = [
+            Text(
+                _replay_value(current, field),
+                style="bold yellow" if previous and previous[field] != current[field] else "",
+            )
+            for _, field in _REPLAY_COLUMNS
+        ]
+        table.add_row(str(event.version), event.event_type, *cells)
+        previous = current
+    return table
+
+
+def payment_table(payment: PaymentSnapshot) -> Table:
+    """The payment's fields that carry information: amounts that are zero and nulls are left out."""
+    document = payment.to_dict()
+    currency = payment.state.currency
+    table = Table(
+        title=f"payment {payment.state.payment_id}", title_justify="left", show_header=False
+    )
+    table.add_column("field", style="dim")
+    table.add_column("value")
+    for name, value in document.items():
+        if value is None or value == 0 or name in _PAYMENT_FIELDS_HIDDEN:
+            continue
+        if name.endswith("_minor"):
+            value = f"{format_amount(value, currency)} {currency}"
+            name = name.removesuffix("_minor").removeprefix("amount_")
+        elif name == "head_hash":
+            value = value[:_HASH_CHARS_SHOWN]
+        table.add_row(name, Text(str(value)))
+    return table
+
+
+_PAYMENT_FIELDS_HIDDEN = frozenset({"payment_id", "currency", "amount", "created_at"})
+
+
+def _print_result(console: Console, result: CommandResult) -> None:
+    if result.replayed:
+        console.print(
+            Text.assemble(
+                ("replayed", "bold cyan"),
+                f": this key already produced version {result.payment.version}; no new event",
+            )
+        )
+    else:
+        for event in result.events:
+            console.print(
+                Text.assemble(("recorded ", "bold green"), f"{event.event_type} v{event.version}")
+            )
+    console.print(payment_table(result.payment))
+
+
+def _replay_value(document: dict[str, Any], field: str) -> str:
+    value = document[field]
+    if field.endswith("_minor"):
+        return format_amount(value, document["currency"])
+    return "-" if value is None else str(value)
+
+
+def _event_amount(event: RecordedEvent) -> str:
+    payload = json.loads(event.payload)
+    currency = payload.get("currency")
+    for field, prefix in (("amount_minor", ""), ("released_minor", "released ")):
+        if currency is not None and isinstance(payload.get(field), int):
+            return f"{prefix}{format_amount(payload[field], currency)} {currency}"
+    return ""
+
+
+def _actor_text(actor: Actor) -> str:
+    text = f"{actor.kind}:{actor.id}"
+    details = " ".join(part for part in (actor.model, actor.version) if part)
+    return f"{text} ({details})" if details else text
+
+
+def _short(identifier: str) -> str:
+    # uuid7 ids share their leading timestamp digits within a flow: the tail tells them apart.
+    return identifier if len(identifier) <= 12 else "…" + identifier[-8:]
