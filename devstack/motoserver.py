@@ -1,12 +1,18 @@
 """moto's server on loopback, in a child process, on a port the OS picks.
 
 ``python -m devstack.motoserver`` prints ``PORT <n>`` once the server listens, then serves until
-stdin closes or it is terminated, so a parent that dies never leaves a server behind.
+stdin closes or it is terminated, so a parent that dies never leaves a server behind. With
+``--until-terminated`` (the local stack's server, which outlives the command that started it) it
+serves until SIGTERM or SIGINT instead.
+
+The server never "invokes" a function itself (``stop_moto_invoking_functions``): the local
+runtime's pumps play every event source mapping.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -83,7 +89,7 @@ def _readline_with_timeout(process: subprocess.Popen[str], timeout_s: float) -> 
     return lines[0].strip() if lines else ""
 
 
-def _serve() -> None:
+def _serve(until_terminated: bool) -> None:
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -91,12 +97,36 @@ def _serve() -> None:
     )
     from werkzeug.serving import make_server
 
+    stop_moto_invoking_functions()
     application = serialize_dynamodb(DomainDispatcherApplication(create_backend_app))
     server = make_server(LOOPBACK, 0, application, True, request_handler=MotoRequestHandler)
     print(f"PORT {server.server_port}", flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    sys.stdin.read()  # returns when the parent closes our stdin or exits
+    if until_terminated:
+        stopped = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopped.set())
+        stopped.wait()
+    else:
+        sys.stdin.read()  # returns when the parent closes our stdin or exits
     server.shutdown()
+
+
+def stop_moto_invoking_functions() -> None:
+    """Make moto leave event source mappings to the local runtime.
+
+    moto 5.2.5 "invokes" the function of a DynamoDB or Kinesis event source mapping on every
+    write to the table or stream: it runs the function in Docker, and when that fails (no Docker)
+    it also empties the table's stream, so no consumer would ever read a record. The local
+    runtime polls the streams and invokes each function itself, so here both are no-ops.
+    """
+    from moto.awslambda.models import LambdaBackend
+
+    def leave_to_the_runtime(self: LambdaBackend, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    LambdaBackend.send_dynamodb_items = leave_to_the_runtime  # type: ignore[method-assign,assignment]
+    LambdaBackend.send_kinesis_message = leave_to_the_runtime  # type: ignore[method-assign]
 
 
 def serialize_dynamodb(application: Any) -> Any:
@@ -120,4 +150,4 @@ def serialize_dynamodb(application: Any) -> Any:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(until_terminated="--until-terminated" in sys.argv[1:])
