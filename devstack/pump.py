@@ -108,6 +108,7 @@ class ShardPump:
         dead_letters: DeadLetters | None = None,
         clock: Callable[[], float] = time.time,
         retry_delay_s: float = RETRY_DELAY_S,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         assert source.arn == mapping.source_arn
         self.mapping = mapping
@@ -119,6 +120,7 @@ class ShardPump:
         self._dead_letters = dead_letters
         self._clock = clock
         self._retry_delay_s = retry_delay_s
+        self._draining = draining
         self._reset()
 
     def _reset(self) -> None:
@@ -213,6 +215,8 @@ class ShardPump:
 
     def _due(self, records: Sequence[SourceRecord]) -> bool:
         if self.state.bounds or len(records) >= self.mapping.batch_size:
+            return True
+        if self._draining():  # the batching window is a longest wait, never a promise
             return True
         if len(records) < len(self.buffer):  # cut by the payload limit: as full as it gets
             return True

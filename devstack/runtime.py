@@ -4,7 +4,9 @@ Kinesis destination, running until terminated.
 ``python -m devstack.runtime HOME`` reads ``HOME/runtime.json`` (a ``RuntimeConfig``), starts one
 runtime process per function (``devstack.functions``), one thread per (mapping, shard) running
 its ``ShardPump`` and one per table stream shard running its ``TableForwarder``, and writes
-``HOME/runtime-status.json`` every second (what runs, per shard where it stands). SIGTERM stops
+``HOME/runtime-status.json`` every second (what runs, per shard where it stands). While
+``HOME/drain`` exists, waiting batches are invoked without waiting out their batching window
+(``devstack.local.drain``). SIGTERM stops
 it: the threads finish the step they are in, the function processes exit. Killed instead, it
 loses nothing: every consumer resumes from its checkpoint in ``HOME/checkpoints``.
 """
@@ -29,15 +31,18 @@ from botocore.config import Config
 from devstack.checkpoints import CheckpointStore
 from devstack.forwarder import TableForwarder
 from devstack.functions import LOCAL_CREDENTIALS, FunctionWorker, function_environment
-from devstack.mappings import RuntimeConfig
+from devstack.mappings import RuntimeConfig, SourceKind
 from devstack.pump import DeadLetters, ShardPump
 from devstack.streams import DynamoDBStreamSource, stream_source
 
 CONFIG_FILE = "runtime.json"
 STATUS_FILE = "runtime-status.json"
+DRAIN_FILE = "drain"  # present: batches are invoked without waiting out their batching window
 CHECKPOINTS_DIRECTORY = "checkpoints"
 LOGS_DIRECTORY = "logs"
-POLL_INTERVAL_S = 0.1  # Lambda polls a DynamoDB shard 4 times a second; locally a little more
+# Lambda's base polling rates: a DynamoDB stream shard 4 times a second, a Kinesis shard once;
+# a poll that found records is followed by the next one at once.
+POLL_INTERVALS_S = {SourceKind.DYNAMODB: 0.25, SourceKind.KINESIS: 1.0}
 STATUS_INTERVAL_S = 1.0
 ERROR_DELAY_S = 1.0
 STOP_TIMEOUT_S = 10.0
@@ -63,6 +68,7 @@ class _Loop:
     consumer: str
     function: str | None
     worker: Steppable
+    poll_interval_s: float
     thread: threading.Thread | None = None
     last_error: str | None = None
 
@@ -87,13 +93,10 @@ class Runtime:
         self,
         config: RuntimeConfig,
         home: Path,
-        *,
-        poll_interval_s: float = POLL_INTERVAL_S,
     ) -> None:
         self.config = config
         self.home = home
         self.store = CheckpointStore(home / CHECKPOINTS_DIRECTORY)
-        self._poll_interval_s = poll_interval_s
         self._stopping = threading.Event()
         self._clients = aws_clients(config.endpoint_url, config.region)
         used = {mapping.function for mapping in config.mappings if mapping.enabled}
@@ -139,7 +142,8 @@ class Runtime:
             table_stream = DynamoDBStreamSource(streams, destination.table_stream_arn)
             for shard_id in table_stream.shard_ids():
                 forwarder = TableForwarder(destination, table_stream, shard_id, kinesis, self.store)
-                yield _Loop(forwarder.consumer, None, forwarder)
+                interval = POLL_INTERVALS_S[SourceKind.DYNAMODB]
+                yield _Loop(forwarder.consumer, None, forwarder, interval)
         for mapping in self.config.mappings:
             if not mapping.enabled:
                 continue
@@ -163,8 +167,13 @@ class Runtime:
                     self.store,
                     function_arn=target.arn,
                     dead_letters=dead_letters,
+                    draining=self._draining,
                 )
-                yield _Loop(mapping.name, mapping.function, pump)
+                interval = POLL_INTERVALS_S[mapping.source_kind]
+                yield _Loop(mapping.name, mapping.function, pump, interval)
+
+    def _draining(self) -> bool:
+        return (self.home / DRAIN_FILE).exists()
 
     def _run(self, loop: _Loop) -> None:
         while not self._stopping.is_set():
@@ -177,7 +186,7 @@ class Runtime:
                 self._stopping.wait(ERROR_DELAY_S)
                 continue
             if not worked:
-                self._stopping.wait(self._poll_interval_s)
+                self._stopping.wait(loop.poll_interval_s)
 
     def stop(self) -> None:
         self._stopping.set()
