@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from devstack.checkpoints import CheckpointStore
 from devstack.functions import Invocation
 from devstack.mappings import EventSourceMapping
-from devstack.pump import RECORD_AGE_EXCEEDED, RETRY_ATTEMPTS_EXHAUSTED
+from devstack.pump import RECORD_AGE_EXCEEDED, RETRY_ATTEMPTS_EXHAUSTED, ShardPump
 from tests.integration.local.conftest import (
     FUNCTION_ARN,
     Aws,
@@ -29,6 +29,7 @@ from tests.integration.local.conftest import (
     drain,
     pumps,
     sequence_number,
+    source_for,
 )
 
 BILLION_S = 10**9  # a window every record of a test falls in (2001-09-09 to 2033-05-18)
@@ -102,6 +103,33 @@ def test_a_full_batch_does_not_wait_for_the_window(aws: Aws, checkpoints: Checkp
 
     assert [len(batch) for batch in function.batches()] == [4]
     assert len(pump.buffer) == 2
+
+
+def test_while_draining_a_batch_does_not_wait_out_its_window(
+    aws: Aws, checkpoints: CheckpointStore
+) -> None:
+    table, stream_arn = aws.events_table()
+    function = RecordingFunction()
+    settings = mapping(stream_arn, batch_size=100, batching_window_s=300)
+    source = source_for(aws, stream_arn)
+    (shard_id,) = source.shard_ids()
+    draining = False
+    pump = ShardPump(
+        settings,
+        source,
+        shard_id,
+        function,
+        checkpoints,
+        clock=FakeClock(time.time()),
+        draining=lambda: draining,
+    )
+    aws.put_items(table, 3)
+
+    assert not pump.step()
+    draining = True
+    assert pump.step()
+
+    assert [len(batch) for batch in function.batches()] == [3]
 
 
 def test_a_partial_failure_checkpoints_before_the_lowest_failed_record(
