@@ -57,6 +57,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Protocol
 
 from ledger.domain.errors import LedgerError
@@ -219,6 +220,9 @@ class WindowFold:
     def __init__(self) -> None:
         self.figures: dict[tuple[str, str], Figures] = {}
         self.seen: set[bytes] = set()
+        # The same digests in the order they were counted: the state stores them packed, and
+        # appending is cheaper than sorting the set at every invocation.
+        self._packed = bytearray()
         # False once the digests were dropped to stay under the state limit.
         self.deduplicated = True
 
@@ -246,7 +250,9 @@ class WindowFold:
                 figures.duplicate_count += 1
                 continue
             if self.deduplicated:
-                self.seen.add(event_digest(event_id))
+                digest = event_digest(event_id)
+                self.seen.add(digest)
+                self._packed += digest
             _count(figures, item)
             counted += 1
         return counted
@@ -260,6 +266,7 @@ class WindowFold:
 
     def drop_digests(self) -> None:
         self.seen.clear()
+        self._packed.clear()
         self.deduplicated = False
 
     def _row(self, item: WindowEvent) -> Figures:
@@ -273,14 +280,9 @@ class WindowFold:
 
     def to_state(self, key: WindowKey) -> dict[str, Any]:
         """The JSON-ready state. Amounts are strings: Lambda's JSON need not keep integers past
-        2^53 exact. Deterministic (rows and digests sorted), so equal folds give equal states."""
+        2^53 exact. Rows are sorted; digests are in the order they were counted."""
         rows = [
-            [
-                merchant_id,
-                currency,
-                [_encode_number(name, getattr(figures, name)) for name in NUMBER_FIELDS],
-                figures.agent_decisions,
-            ]
+            [merchant_id, currency, _encode_numbers(figures), figures.agent_decisions]
             for (merchant_id, currency), figures in sorted(self.figures.items())
         ]
         return {
@@ -288,7 +290,7 @@ class WindowFold:
             "window_start": key.start.isoformat(),
             "shard_id": key.shard_id,
             "deduplicated": self.deduplicated,
-            "seen": base64.b64encode(b"".join(sorted(self.seen))).decode("ascii"),
+            "seen": base64.b64encode(self._packed).decode("ascii"),
             "rows": rows,
         }
 
@@ -307,7 +309,8 @@ class WindowFold:
                     f" to window {key.start.isoformat()} on {key.shard_id!r}"
                 )
             fold.deduplicated = state["deduplicated"] is True
-            fold.seen = _decode_digests(state["seen"])
+            fold._packed = _decode_packed(state["seen"])
+            fold.seen = _unpack(fold._packed)
             for merchant_id, currency, numbers, decisions in state["rows"]:
                 fold.figures[(str(merchant_id), str(currency))] = _decode_figures(
                     numbers, decisions
@@ -339,7 +342,11 @@ def checked_state(
 
 
 def state_bytes(state: Mapping[str, Any]) -> int:
-    return len(json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    """The size of ``state`` as compact JSON. The digests, the bulk of it, are base64 (ASCII that
+    JSON never escapes): counted by length rather than encoded once more."""
+    rest = {**state, "seen": ""}
+    compact = json.dumps(rest, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return len(compact) + len(state["seen"])
 
 
 def totals(rows: Iterable[WindowRow]) -> Figures:
@@ -390,32 +397,43 @@ def _count(figures: Figures, item: WindowEvent) -> None:
         decisions[decision] = decisions.get(decision, 0) + 1
 
 
-def _encode_number(name: str, value: int) -> int | str:
-    return str(value) if name.endswith(_UNITS) else value
+_NUMBERS_OF = attrgetter(*NUMBER_FIELDS)
+_IS_AMOUNT = tuple(name.endswith("_minor") for name in NUMBER_FIELDS)
+_NUMBER_TYPES = (int, str)
+
+
+def _encode_numbers(figures: Figures) -> list[int | str]:
+    return [
+        str(value) if amount else value
+        for value, amount in zip(_NUMBERS_OF(figures), _IS_AMOUNT, strict=True)
+    ]
 
 
 def _decode_figures(numbers: Sequence[Any], decisions: Mapping[str, Any]) -> Figures:
     if len(numbers) != len(NUMBER_FIELDS) or not isinstance(decisions, dict):
         raise ValueError("row shape")
-    values = {}
-    for name, value in zip(NUMBER_FIELDS, numbers, strict=True):
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise TypeError(name)
-        values[name] = int(value)
-        if values[name] < 0:
-            raise ValueError(name)
+    if any(type(value) not in _NUMBER_TYPES for value in numbers):
+        raise TypeError("a figure is neither an integer nor a string")
+    values = [int(value) for value in numbers]
+    if min(values) < 0:
+        raise ValueError("a negative figure")
     agent_decisions = {
         str(agent): {str(decision): int(count) for decision, count in counts.items()}
         for agent, counts in decisions.items()
     }
-    return Figures(**values, agent_decisions=agent_decisions)
+    return Figures(**dict(zip(NUMBER_FIELDS, values, strict=True)), agent_decisions=agent_decisions)
 
 
-def _decode_digests(text: str) -> set[bytes]:
+def _decode_packed(text: str) -> bytearray:
     try:
         packed = base64.b64decode(text, validate=True)
     except binascii.Error as exc:
         raise ValueError("seen is not base64") from exc
     if len(packed) % DIGEST_BYTES:
         raise ValueError("seen is not whole digests")
-    return {packed[start : start + DIGEST_BYTES] for start in range(0, len(packed), DIGEST_BYTES)}
+    return bytearray(packed)
+
+
+def _unpack(packed: bytes | bytearray) -> set[bytes]:
+    view = bytes(packed)
+    return {view[start : start + DIGEST_BYTES] for start in range(0, len(view), DIGEST_BYTES)}
