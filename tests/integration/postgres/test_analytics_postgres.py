@@ -24,7 +24,7 @@ from handlers import analytics
 from handlers.bootstrap import AnalyticsSettings, DatabaseSettings
 from handlers.database import build_window_store
 from ledger.envelope import RecordedEvent
-from projections.analytics import NUMBER_FIELDS
+from projections.analytics import NUMBER_FIELDS, Figures, WindowKey, WindowRow
 from projections.postgres.analytics import AnalyticsStoreError, PostgresWindowStore
 from projections.postgres.tables import qualified
 from tests.analytics_events import expected_rows, window_history
@@ -294,3 +294,19 @@ def test_without_a_database_the_function_says_so_once_at_start() -> None:
     warnings = [line for line in lines if line["message"].startswith("no database configured")]
     assert len(warnings) == 1
     assert warnings[0]["level"] == "WARNING"
+
+
+def test_amount_sums_beyond_64_bits_are_stored_exactly(
+    store: PostgresWindowStore, db: psycopg.Connection[Any]
+) -> None:
+    key = WindowKey(NOVEMBER, NOVEMBER + timedelta(minutes=1), SHARD_0)
+    huge = 3 * (2**63 - 1)
+    rows = [
+        WindowRow("m-1", "EUR", Figures(event_count=3, initiated_count=3, initiated_minor=huge)),
+        WindowRow("m-2", "EUR", Figures(event_count=1, initiated_count=1, initiated_minor=5)),
+    ]
+    store.write(key, rows, deduplicated=True)
+    stored = db.execute(
+        "SELECT merchant_id, initiated_minor FROM payment_metrics_minute ORDER BY 1"
+    ).fetchall()
+    assert stored == [("m-1", huge), ("m-2", 5)]
