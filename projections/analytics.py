@@ -36,9 +36,9 @@ Duplicates: the destination may deliver a change twice, and Lambda redelivers re
 failure. Within a window every event is counted once: the state keeps an 8-byte BLAKE2b digest
 of each counted ``event_id`` (collision odds about 1e-10 for a full shard-minute of 60,000
 events), and a record whose digest is present is a duplicate. Order never matters: every figure
-is a sum. A copy that arrives in a later window (or on another shard) is recognised only with
-the ``counted`` claims a ``WindowStore`` returns (the PostgreSQL one records which window counted
-each event); without a store it is counted again in that window.
+is a sum. A copy that arrives in a later window (or on another shard) is recognised only by the
+``Claims`` a ``WindowStore`` returns (the PostgreSQL one records which window counted each
+event); without a store it is counted again in that window.
 
 State limit: Lambda keeps at most 1 MB of state per shard and ends a window early past it, which
 would split the window into two states writing the same row. ``checked_state`` keeps the state
