@@ -18,10 +18,10 @@ machines; failures then print ``{"error": {"code", "message"}}`` on stdout, othe
 from __future__ import annotations
 
 # Importing a command module registers its commands on ``app``.
-from handlers.cli import demo, history, pay, views
+from handlers.cli import archive, demo, history, pay, views
 from handlers.cli.common import app
 
-__all__ = ["app", "demo", "history", "main", "pay", "views"]
+__all__ = ["app", "archive", "demo", "history", "main", "pay", "views"]
 
 
 def main() -> None:
