@@ -152,15 +152,28 @@ def _refuse_corruption(
     }
     for problem, condition in checks.items():
         if connection.execute(f"SELECT 1 FROM day_events WHERE {condition} LIMIT 1").fetchone():
-            read = read_parquet_sql(urls, file_row_number=True)
-            rows = connection.execute(
-                f"SELECT event_id, filename, file_row_number FROM {read} WHERE {condition}"
-                f" ORDER BY filename, file_row_number LIMIT {PROBLEMS_SHOWN_MAX}"
-            ).fetchall()
-            where = "; ".join(f"event {event} in {name} row {row}" for event, name, row in rows)
+            where = "; ".join(_locate(connection, urls, condition))
             raise ChainBrokenError(
                 f"archive day {day.isoformat()} holds {problem}; nothing was compacted: {where}"
             )
+
+
+def _locate(
+    connection: duckdb.DuckDBPyConnection, urls: Sequence[str], condition: str
+) -> list[str]:
+    """The first rows of the objects meeting ``condition``: event id, object and row index."""
+    found: list[str] = []
+    numbers: dict[str, int] = {}
+    rows = connection.execute(
+        f"SELECT event_id, filename, {condition} FROM {read_parquet_sql(urls)}"
+    )
+    while len(found) < PROBLEMS_SHOWN_MAX and (chunk := rows.fetchmany(ROW_GROUP_ROWS_MAX)):
+        for event_id, name, offending in chunk:
+            number = numbers.get(name, 0)
+            numbers[name] = number + 1
+            if offending and len(found) < PROBLEMS_SHOWN_MAX:
+                found.append(f"event {event_id} in {name} row {number}")
+    return found
 
 
 def _write(

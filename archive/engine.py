@@ -158,22 +158,18 @@ def _secret_sql(access: S3Access) -> str:
     return f"CREATE SECRET archive_s3 ({body})"  # temporary: held in memory only
 
 
-def read_parquet_sql(
-    urls: Sequence[str],
-    columns: Sequence[Column] = COLUMNS,
-    *,
-    file_row_number: bool = False,
-) -> str:
+def read_parquet_sql(urls: Sequence[str], columns: Sequence[Column] = COLUMNS) -> str:
     """``read_parquet`` of ``urls`` (globs allowed) with the declared columns matched by field
-    id, plus ``filename`` (and ``file_row_number``)."""
+    id, plus ``filename``. Rows come in file order, and each file's in its own order (DuckDB
+    preserves insertion order). ``file_row_number`` is not asked for: with a field-id schema,
+    DuckDB 1.5.5 fails on a file whose column has no field id when it is."""
     fields = ", ".join(
         f"{column.field_id}: {{name: {_literal(column.name)}, type: "
         f"{_literal(column.duckdb_type)}, default_value: NULL}}"
         for column in columns
     )
     sources = ", ".join(_literal(url) for url in urls)
-    extra = ", file_row_number = true" if file_row_number else ""
-    return f"read_parquet([{sources}], schema = MAP {{{fields}}}, filename = true{extra})"
+    return f"read_parquet([{sources}], schema = MAP {{{fields}}}, filename = true)"
 
 
 def select_events(read_sql: str, columns: Sequence[Column] = COLUMNS) -> str:

@@ -87,26 +87,28 @@ class ArchiveReader:
             yield from _streams(reader)
 
     def rows(self, *, day: date | None = None) -> Iterator[ArchivedRow]:
-        """Every stored row (of one day, or all), object by object, with its location."""
+        """Every stored row (of one day, or all), object by object in key order, each object's
+        rows in stored order, with the object's key and the row's index in it."""
         source = self.storage.duckdb_source()
-        pattern = day_prefix(day) + "*.parquet" if day is not None else EVENTS_GLOB
-        if not self.storage.list(day_prefix(day) if day else EVENTS_PREFIX, limit=1):
+        prefix = day_prefix(day) if day is not None else EVENTS_PREFIX
+        if not self.storage.list(prefix, limit=1):
             return
+        pattern = prefix + "*.parquet" if day is not None else EVENTS_GLOB
         names = ", ".join(f'"{column.name}"' for column in COLUMNS)
-        read = read_parquet_sql([source.url(pattern)], file_row_number=True)
+        read = read_parquet_sql([source.url(pattern)])
+        numbers: dict[str, int] = {}
         with closing(open_connection(source, self.settings)) as connection:
-            reader = connection.execute(
-                f"SELECT {names}, filename, file_row_number FROM {read}"
-            ).to_arrow_reader(BATCH_ROWS)
+            reader = connection.execute(f"SELECT {names}, filename FROM {read}").to_arrow_reader(
+                BATCH_ROWS
+            )
             for batch in reader:
-                keys = [
-                    name[len(source.root_url) :] for name in batch.column("filename").to_pylist()
-                ]
-                numbers = batch.column("file_row_number").to_pylist()
-                for key, number, (event, problem) in zip(
-                    keys, numbers, _events_or_problems(batch), strict=True
+                names_of_rows = batch.column("filename").to_pylist()
+                for url, (event, problem) in zip(
+                    names_of_rows, _events_or_problems(batch), strict=True
                 ):
-                    yield ArchivedRow(key, number, event, problem)
+                    number = numbers.get(url, 0)
+                    numbers[url] = number + 1
+                    yield ArchivedRow(url[len(source.root_url) :], number, event, problem)
 
     def days(self) -> list[date]:
         """The days that hold objects, in order."""
