@@ -188,6 +188,8 @@ def _write(
         f"SELECT {names} FROM day_events ORDER BY stream_id, version"
     ).to_arrow_reader(ROW_GROUP_ROWS_MAX)
     batches = _rebatched(iter(reader), rows_per_file_max)
+    if spill_directory is not None:
+        spill_directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=spill_directory) as folder:
         for part, key in enumerate(keys):
             path = Path(folder, f"part-{part:05d}.parquet")

@@ -190,17 +190,21 @@ def _empty_events(columns: Sequence[Column]) -> str:
     return f"SELECT {', '.join(typed)} WHERE false"
 
 
-def files_read(connection: duckdb.DuckDBPyConnection) -> list[str]:
-    """Paths DuckDB opened since logging began (``connect(file_log=True)``), in order."""
+def files_read(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Every file DuckDB opened since logging began (``connect(file_log=True)``), in the order
+    first opened, with the bytes it read from each."""
     rows = connection.execute(
         "SELECT message FROM duckdb_logs WHERE type = 'FileSystem'"
     ).fetchall()
-    opened: list[str] = []
+    read: dict[str, int] = {}
     for (message,) in rows:
         entry = json.loads(message)
-        if entry.get("op") == "OPEN" and entry.get("path") not in opened:
-            opened.append(str(entry["path"]))
-    return opened
+        path = str(entry.get("path"))
+        if entry.get("op") == "OPEN":
+            read.setdefault(path, 0)
+        elif entry.get("op") == "READ":
+            read[path] = read.get(path, 0) + int(entry.get("bytes", 0))
+    return read
 
 
 def _literal(text: str) -> str:
