@@ -22,7 +22,9 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -43,7 +45,8 @@ _PARTITION_PATTERN = r"/events/year=([0-9]{4})/month=([0-9]{2})/day=([0-9]{2})/[
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     """DuckDB's resources: ``memory_limit`` like ``"2GB"`` (None: DuckDB's default, 80% of RAM);
-    sorts and joins larger than it spill to ``spill_directory`` (None: a temporary one)."""
+    sorts and joins larger than it spill to ``spill_directory`` (None: a temporary directory of
+    the connection's own, removed with it)."""
 
     memory_limit: str | None = None
     threads: int | None = None
@@ -89,8 +92,13 @@ def open_connection(
     connection = duckdb.connect(
         config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
     )
+    spill = settings.spill_directory
+    if spill is None:
+        # Its own directory: DuckDB names its spill files alike in every process.
+        spill = Path(tempfile.mkdtemp(prefix="payledger-duckdb-"))
+        weakref.finalize(connection, shutil.rmtree, spill, True)
     try:
-        _configure(connection, source, settings, file_log=file_log)
+        _configure(connection, source, settings, spill, file_log=file_log)
         connection.execute(
             "CREATE TEMP MACRO json_extract_scalar(json, path) AS json_extract_string(json, path)"
         )
@@ -105,6 +113,7 @@ def _configure(
     connection: duckdb.DuckDBPyConnection,
     source: DuckDBSource,
     settings: EngineSettings,
+    spill: Path,
     *,
     file_log: bool,
 ) -> None:
@@ -113,7 +122,6 @@ def _configure(
         connection.execute(f"SET memory_limit = {_literal(settings.memory_limit)}")
     if settings.threads is not None:
         connection.execute(f"SET threads = {int(settings.threads)}")
-    spill = settings.spill_directory or Path(tempfile.gettempdir()) / "payledger-duckdb"
     connection.execute(f"SET temp_directory = {_literal(str(spill))}")
     if source.s3 is not None:
         connection.load_extension(str(httpfs_extension_path()))

@@ -29,22 +29,13 @@ class LocalArchiveStorage:
     def list(self, prefix: str, *, limit: int) -> list[StoredObject]:
         directory = self.root / prefix.rpartition("/")[0]
         found: list[StoredObject] = []
-        for path in sorted(self._files(directory)):
+        for path in _files_in_key_order(directory):
             key = path.relative_to(self.root).as_posix()
             if key.startswith(prefix):
                 found.append(StoredObject(key, path.stat().st_size))
                 if len(found) == limit:
                     break
         return found
-
-    def _files(self, directory: Path) -> Iterator[Path]:
-        if not directory.is_dir():
-            return
-        for parent, folders, files in os.walk(directory):
-            folders[:] = [name for name in folders if not name.startswith(_TEMPORARY_PREFIX)]
-            for name in files:
-                if not name.startswith(_TEMPORARY_PREFIX):
-                    yield Path(parent, name)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         with self._replacing(key) as handle:
@@ -71,6 +62,23 @@ class LocalArchiveStorage:
         assert not key.startswith("/"), key
         assert path.is_relative_to(self.root), key
         return path
+
+
+def _files_in_key_order(directory: Path) -> Iterator[Path]:
+    """Files under ``directory`` in the order of their keys (as S3 lists them), lazily."""
+    try:
+        entries = sorted(
+            os.scandir(directory), key=lambda entry: entry.name + ("/" if entry.is_dir() else "")
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name.startswith(_TEMPORARY_PREFIX):
+            continue
+        if entry.is_dir():
+            yield from _files_in_key_order(Path(entry.path))
+        else:
+            yield Path(entry.path)
 
 
 class _Replacing:
