@@ -419,6 +419,9 @@ def measure(folder: Path, arguments: argparse.Namespace) -> int:
         "Arrow tables (events_to_table)": write.arrow_s,
         "Parquet encode + write (the limit)": write.limit_s,
     }
+    per_event["the rest (dedupe, order, days, allocation), by difference"] = write.pipeline_s - sum(
+        per_event.values()
+    )
     print(f"      where the pipeline's {write.pipeline_s / write.events * 1e6:.1f} µs/event go:")
     for label, seconds in per_event.items():
         print(f"        {seconds / write.events * 1e6:6.1f} µs  {label}")

@@ -1,9 +1,11 @@
-"""The ``payledger`` command line (typer + rich): payment commands, history, replay, demo.
+"""The ``payledger`` command line (typer + rich): payment commands, history, replay, demo, the
+archive and auditors' queries.
 
 Resources come from the composition root: ``EVENTS_TABLE`` (and boto3's own ``AWS_ENDPOINT_URL``)
 or, with ``--stack NAME``, the outputs of a deployed stack. ``--json`` prints documents for
 machines; failures then print ``{"error": {"code", "message"}}`` on stdout, otherwise one line
-``error[code]: message`` on stderr.
+``error[code]: message`` on stderr. The archive and audit commands read ``ARCHIVE_BUCKET``,
+``GLUE_DATABASE`` and ``ATHENA_WORKGROUP`` (see ``handlers.cli.archive``).
 
 | exit | meaning                                                                             |
 |------|-------------------------------------------------------------------------------------|

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 from types import ModuleType
 
+import boto3
 import pytest
 from typer.testing import CliRunner
 
@@ -210,3 +211,35 @@ def test_missing_configuration_is_exit_1(monkeypatch: pytest.MonkeyPatch, tmp_pa
     code, output = _invoke(["audit", "query", "SELECT 1", "--archive-dir", str(tmp_path / "no")])
     assert code == 2
     assert "is not a folder" in output
+
+
+def test_the_archive_is_found_from_a_stacks_outputs(
+    moto_endpoint: str, s3_storage: S3ArchiveStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.delenv("ARCHIVE_BUCKET", raising=False)
+    caches = (bootstrap.aws_client, bootstrap.aws_session, bootstrap._archive_s3_client)
+    for cached in caches:
+        cached.cache_clear()
+    stack = f"payledger-{s3_storage.bucket}"
+    template = {
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "ArchiveBucketName": {"Value": s3_storage.bucket},
+            "GlueDatabaseName": {"Value": "payledger_archive"},
+            "AthenaWorkGroupName": {"Value": "auditors"},
+        },
+    }
+    cloudformation = boto3.client("cloudformation", endpoint_url=moto_endpoint)
+    cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+    settings = bootstrap.archive_settings_from_stack(stack)
+    assert settings == bootstrap.ArchiveSettings(s3_storage.bucket, "payledger_archive", "auditors")
+    code, output = _invoke(["--stack", stack, "archive", "compact", "--day", "2026-11-01"])
+    assert (code, output.strip()) == (0, f"2026-11-01: no objects in s3://{s3_storage.bucket}")
+    code, output = _invoke(
+        ["--stack", "no-such-stack", "archive", "compact", "--day", "2026-11-01"]
+    )
+    assert code == 5
+    assert output.startswith("error[not_found]")
+    for cached in caches:
+        cached.cache_clear()
