@@ -13,15 +13,16 @@ machines; failures then print ``{"error": {"code", "message"}}`` on stdout, othe
 | 3    | rule violation: invalid_transition, capture_exceeds_authorized, currency_mismatch…  |
 | 4    | conflict: idempotency_conflict, concurrency_conflict, already_exists                |
 | 5    | not_found                                                                           |
+| 6    | verification failed: verify found problems, a proof does not verify                 |
 """
 
 from __future__ import annotations
 
 # Importing a command module registers its commands on ``app``.
-from handlers.cli import demo, history, pay, views
+from handlers.cli import demo, history, pay, verify, views
 from handlers.cli.common import app
 
-__all__ = ["app", "demo", "history", "main", "pay", "views"]
+__all__ = ["app", "demo", "history", "main", "pay", "verify", "views"]
 
 
 def main() -> None:

@@ -1,0 +1,128 @@
+"""``payledger verify``: every check of DESIGN §8 in one pass over the streams.
+
+The digests are read and checked on their own first (``ledger.digests.check_digests``), and the
+read models' items are listed; then every stream any of them knows (the events table's, the
+digests', the read models') is loaded once, its chain recomputed (``ledger.verification``), and
+that one recomputed chain is handed to each requested check: the chain's own problems, the
+digests' heads for that stream, each projection against its replay. Streams load in parallel
+(one Query each), a bounded number ahead, so memory stays flat however many there are.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ledger.digests import DigestStore, check_digests, head_problems
+from ledger.store import EventStore
+from ledger.verification import ChainCheck, Problem, StoredEvent, check_chain
+
+LOAD_THREADS = 8
+LOADS_AHEAD_MAX = 64
+
+Progress = Callable[[int, int], None]  # (streams done, events done)
+
+
+class StreamCheck(Protocol):
+    """A check fed every recomputed chain, then asked for what it found across streams."""
+
+    behind: int  # payments it has not reached yet
+
+    def stream_ids(self) -> set[str]: ...
+
+    def check(self, chain: ChainCheck) -> list[Problem]: ...
+
+    def finish(self) -> list[Problem]: ...
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    checks: list[str]
+    streams: int = 0
+    events: int = 0
+    digests: int = 0
+    behind: int = 0  # payments a projection has not reached yet: lag, not a problem
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checks": self.checks,
+            "streams": self.streams,
+            "events": self.events,
+            "digests": self.digests,
+            "projections_behind": self.behind,
+            "problems": [problem.to_dict() for problem in self.problems],
+        }
+
+
+@dataclass(slots=True)
+class Verification:
+    """What to check. ``digests`` and each projection check are optional sources."""
+
+    store: EventStore
+    chains: bool = True
+    digests: DigestStore | None = None
+    projections: Sequence[StreamCheck] = ()
+
+
+def run_verification(
+    verification: Verification, *, progress: Progress | None = None
+) -> VerifyReport:
+    checks = [
+        name
+        for name, wanted in (
+            ("chains", verification.chains),
+            ("digests", verification.digests is not None),
+            ("projections", bool(verification.projections)),
+        )
+        if wanted
+    ]
+    report = VerifyReport(checks=checks)
+    heads: dict[str, dict[tuple[int, str], int]] = {}
+    location = ""
+    if verification.digests is not None:
+        digests = check_digests(verification.digests)
+        report.digests = digests.digests
+        report.problems.extend(digests.problems)
+        heads = digests.heads
+        location = verification.digests.location
+    stream_ids = set(verification.store.all_stream_ids()) | set(heads)
+    for projection in verification.projections:
+        stream_ids |= projection.stream_ids()
+    for stream_id, stored in _load(verification.store, sorted(stream_ids)):
+        chain = check_chain(stream_id, stored)
+        report.streams += 1
+        report.events += len(stored)
+        if verification.chains:
+            report.problems.extend(chain.problems)
+        if stream_id in heads:
+            report.problems.extend(head_problems(chain, heads[stream_id], location))
+        for projection in verification.projections:
+            report.problems.extend(projection.check(chain))
+        if progress is not None:
+            progress(report.streams, report.events)
+    for projection in verification.projections:
+        report.problems.extend(projection.finish())
+        report.behind += projection.behind
+    return report
+
+
+def _load(store: EventStore, stream_ids: Sequence[str]) -> Iterator[tuple[str, list[StoredEvent]]]:
+    with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
+        pending: deque[tuple[str, Future[list[StoredEvent]]]] = deque()
+        for stream_id in stream_ids:
+            pending.append((stream_id, pool.submit(store.stored_events, stream_id)))
+            if len(pending) >= LOADS_AHEAD_MAX:
+                ready_id, future = pending.popleft()
+                yield ready_id, future.result()
+        while pending:
+            ready_id, future = pending.popleft()
+            yield ready_id, future.result()
