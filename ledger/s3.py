@@ -14,8 +14,6 @@ with ``s3:PutObject`` from adding a new version over a key, or a delete marker. 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,14 +55,16 @@ class S3DigestStore(DigestStore):
         return StoredObject(response["Body"].read(), len(entries))
 
     def put_new(self, key: str, data: bytes) -> bool:
-        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
         try:
             self._client.put_object(
                 Bucket=self._bucket,
                 Key=key,
                 Body=data,
                 IfNoneMatch="*",
-                ChecksumSHA256=checksum,
+                # botocore computes the SHA-256 and sends it with x-amz-sdk-checksum-algorithm,
+                # the header Object Lock asks for (a precomputed x-amz-checksum-sha256 alone
+                # is refused for want of it).
+                ChecksumAlgorithm="SHA256",
                 ContentType="application/gzip" if key.endswith(".gz") else "application/json",
             )
         except ClientError as exc:

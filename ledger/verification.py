@@ -174,7 +174,11 @@ def _item_problems(
                 else f"the first event's prev_hash {event.prev_hash[:16]}… is not 64 zeros",
             )
         )
-    computed = event_hash(event)
+    try:
+        computed = event_hash(event)
+    except (ValueError, LedgerError) as exc:  # a payload that is not JSON, or holds a float
+        problems.append((HASH_MISMATCH, f"the content cannot be hashed: {exc}"))
+        return problems
     if computed != event.hash:
         problems.append(
             (
