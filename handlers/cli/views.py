@@ -88,7 +88,12 @@ def rebuild(
     options = global_options(ctx)
     with reporting(options, json_output):
         from handlers.database import database_connector
-        from projections.rebuild import default_rebuild_schema, rebuild_postgres, swap_schemas
+        from projections.rebuild import (
+            StoreStreams,
+            default_rebuild_schema,
+            rebuild_postgres,
+            swap_schemas,
+        )
 
         database = resolve_database()
         store = common.service_factory(options.stack).store
@@ -96,7 +101,12 @@ def rebuild(
         target = into or default_rebuild_schema(database.schema)
         with _rebuild_progress(json_output) as progress:
             report = rebuild_postgres(
-                store, connect, live_schema=database.schema, into_schema=target, progress=progress
+                StoreStreams(store),
+                connect,
+                live_schema=database.schema,
+                into_schema=target,
+                events=store,
+                progress=progress,
             )
         if swap and not report.failures:
             report.swapped_out = swap_schemas(
