@@ -50,6 +50,10 @@ def _refuse_floats(value: Any) -> None:
 
 def hash_document(event: RecordedEvent) -> dict[str, Any]:
     """The exact document the chain hashes: the whole event but its own ``hash``."""
+    return _hash_fields(event, json.loads(event.payload))
+
+
+def _hash_fields(event: RecordedEvent, payload: Any) -> dict[str, Any]:
     return {
         "stream_id": event.stream_id,
         "version": event.version,
@@ -63,9 +67,13 @@ def hash_document(event: RecordedEvent) -> dict[str, Any]:
         "causation_id": event.causation_id,
         "idempotency_key": event.idempotency_key,
         "request_digest": event.request_digest,
-        "payload": json.loads(event.payload),
+        "payload": payload,
         "prev_hash": event.prev_hash,
     }
+
+
+def _refuse_number(text: str) -> Any:
+    raise ValidationError(f"floats are not allowed in events (found {text[:32]})")
 
 
 def chain_hash(prev_hash: str, document: dict[str, Any]) -> str:
@@ -74,7 +82,12 @@ def chain_hash(prev_hash: str, document: dict[str, Any]) -> str:
 
 
 def event_hash(event: RecordedEvent) -> str:
-    return chain_hash(event.prev_hash, hash_document(event))
+    """``chain_hash(event.prev_hash, hash_document(event))``, computed faster: floats (and NaN,
+    Infinity) are refused while the payload is parsed, so the document needs no walk before it
+    is encoded. Every chain verification runs this once per event."""
+    payload = json.loads(event.payload, parse_float=_refuse_number, parse_constant=_refuse_number)
+    data = (event.prev_hash + _encoder.encode(_hash_fields(event, payload))).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
 
 
 def verify_chain(events: Iterable[RecordedEvent], *, prev_hash: str = GENESIS_HASH) -> str:

@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from ledger.codec import canonical_json
-from ledger.envelope import RecordedEvent
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.codec import canonical_json, chain_hash, event_hash, hash_document
+from ledger.domain.errors import ValidationError
+from ledger.envelope import Actor, RecordedEvent
 from ledger.verification import (
     DUPLICATE_VERSION,
     HASH_MISMATCH,
@@ -96,3 +101,48 @@ def test_the_first_event_must_start_from_zeros(recorded_history: list[RecordedEv
     events = list(recorded_history)
     events[0] = replace(events[0], prev_hash="1" * 64)
     assert (PREV_HASH_MISMATCH, 1) in kinds(check_chain("payment#pay-1", stored(events)))
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(payload=st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=6))
+def test_event_hash_is_the_chain_hash_of_the_hash_document(
+    payload: dict[str, object],
+) -> None:
+    event = replace(_SAMPLE, payload=canonical_json(payload))
+    assert event_hash(event) == chain_hash(event.prev_hash, hash_document(event))
+
+
+@pytest.mark.parametrize("number", ["1.5", "1e3", "NaN", "-Infinity"])
+def test_event_hash_refuses_floats_like_canonical_json(number: str) -> None:
+    event = replace(_SAMPLE, payload='{"amount":' + number + "}")
+    with pytest.raises((ValidationError, ValueError)):
+        chain_hash(event.prev_hash, hash_document(event))
+    with pytest.raises(ValidationError):
+        event_hash(event)
+
+
+_SAMPLE = RecordedEvent(
+    stream_id="payment#p",
+    version=1,
+    event_id="e-1",
+    event_type="PaymentInitiated",
+    schema_version=1,
+    occurred_at="2026-11-21T12:00:00.000000Z",
+    recorded_at="2026-11-21T12:00:00.000000Z",
+    actor=Actor("agent", "a", model="m"),
+    correlation_id="c",
+    causation_id=None,
+    idempotency_key="k",
+    request_digest="d" * 64,
+    payload="{}",
+    prev_hash="0" * 64,
+    hash="",
+)
