@@ -112,11 +112,28 @@ _JSON_VALUES = st.recursive(
 )
 
 
-@given(payload=st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=6))
+@given(
+    payload=st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=6),
+    text=st.text(max_size=10),
+    optional=st.none() | st.text(max_size=10),
+    number=st.integers(0, 2**40),
+    compact=st.booleans(),
+)
 def test_event_hash_is_the_chain_hash_of_the_hash_document(
-    payload: dict[str, object],
+    payload: dict[str, object], text: str, optional: str | None, number: int, compact: bool
 ) -> None:
-    event = replace(_SAMPLE, payload=canonical_json(payload))
+    """Whatever the strings hold (quotes, control characters, any Unicode) and however the
+    payload text is spaced: the fast assembly equals the canonical encoding of the document."""
+    event = replace(
+        _SAMPLE,
+        payload=canonical_json(payload) if compact else json.dumps(payload, indent=1),
+        event_id=text,
+        correlation_id=text + "c",
+        causation_id=optional,
+        actor=Actor("agent", text or "a", model=optional, version=optional and optional[::-1]),
+        version=number,
+        recorded_at=text,
+    )
     assert event_hash(event) == chain_hash(event.prev_hash, hash_document(event))
 
 
