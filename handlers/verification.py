@@ -94,7 +94,9 @@ def run_verification(
         report.problems.extend(digests.problems)
         heads = digests.heads
         location = verification.digests.location
-    stream_ids = set(verification.store.all_stream_ids()) | set(heads)
+    stream_ids = set(heads)
+    if verification.chains or verification.projections:
+        stream_ids |= set(verification.store.all_stream_ids())
     for projection in verification.projections:
         stream_ids |= projection.stream_ids()
     for stream_id, stored in _load(verification.store, sorted(stream_ids)):
