@@ -59,7 +59,7 @@ def test_every_size_up_to_70_matches_the_rfc() -> None:
             assert root_from_path(leaves[index], index, size, path) == rfc_root(leaves)
 
 
-@given(size=st.integers(1, 5000), data=st.data())
+@given(size=st.integers(1, 2000), data=st.data())
 def test_a_path_proves_its_leaf_at_its_position_only(size: int, data: st.DataObject) -> None:
     leaves = leaves_of(size)
     index = data.draw(st.integers(0, size - 1))
