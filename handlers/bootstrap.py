@@ -188,3 +188,21 @@ def build_digest_store(settings: Settings) -> S3DigestStore:
     if settings.digest_bucket is None:
         raise ConfigurationError(f"set {DIGEST_BUCKET_VARIABLE} (or pass --stack NAME)")
     return S3DigestStore(aws_client("s3"), settings.digest_bucket)
+
+
+# ── analytics (handlers/analytics.py) ─────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    """The analytics Lambda reads only the records its Kinesis event source mapping delivers (no
+    events table). It always emits CloudWatch metrics (EMF, through its logs); with a database it
+    also writes the windows into PostgreSQL."""
+
+    database: DatabaseSettings | None = None
+
+
+def analytics_settings_from_environment(
+    environ: Mapping[str, str] | None = None,
+) -> AnalyticsSettings:
+    return AnalyticsSettings(database=database_settings(environ))
