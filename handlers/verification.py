@@ -29,13 +29,18 @@ Progress = Callable[[int, int], None]  # (streams done, events done)
 class StreamCheck(Protocol):
     """A check fed every recomputed chain, then asked for what it found across streams."""
 
-    behind: int  # payments it has not reached yet
+    name: str  # e.g. payment_state, postgres, archive
+    check_name: str  # the check it belongs to: projections or archive
 
     def stream_ids(self) -> set[str]: ...
 
     def check(self, chain: ChainCheck) -> list[Problem]: ...
 
     def finish(self) -> list[Problem]: ...
+
+    def counts(self) -> dict[str, int]:
+        """What it saw that is not a problem (e.g. payments it has not reached yet)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -44,7 +49,8 @@ class VerifyReport:
     streams: int = 0
     events: int = 0
     digests: int = 0
-    behind: int = 0  # payments a projection has not reached yet: lag, not a problem
+    # Per stream check, what is not a problem: lag (behind), copies awaiting compaction…
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -58,33 +64,30 @@ class VerifyReport:
             "streams": self.streams,
             "events": self.events,
             "digests": self.digests,
-            "projections_behind": self.behind,
+            "counts": self.counts,
             "problems": [problem.to_dict() for problem in self.problems],
         }
 
 
 @dataclass(slots=True)
 class Verification:
-    """What to check. ``digests`` and each projection check are optional sources."""
+    """What to check: the chains in ``store``, the digests in ``digests`` (if any), and each of
+    ``stream_checks`` (the projections, the archive) against the recomputed chains."""
 
     store: EventStore
     chains: bool = True
     digests: DigestStore | None = None
-    projections: Sequence[StreamCheck] = ()
+    stream_checks: Sequence[StreamCheck] = ()
 
 
 def run_verification(
     verification: Verification, *, progress: Progress | None = None
 ) -> VerifyReport:
-    checks = [
-        name
-        for name, wanted in (
-            ("chains", verification.chains),
-            ("digests", verification.digests is not None),
-            ("projections", bool(verification.projections)),
-        )
-        if wanted
-    ]
+    checks = ["chains"] if verification.chains else []
+    checks += ["digests"] if verification.digests is not None else []
+    for stream_check in verification.stream_checks:
+        if stream_check.check_name not in checks:
+            checks.append(stream_check.check_name)
     report = VerifyReport(checks=checks)
     heads: dict[str, dict[tuple[int, str], int]] = {}
     location = ""
@@ -95,10 +98,10 @@ def run_verification(
         heads = digests.heads
         location = verification.digests.location
     stream_ids = set(heads)
-    if verification.chains or verification.projections:
+    if verification.chains or verification.stream_checks:
         stream_ids |= set(verification.store.all_stream_ids())
-    for projection in verification.projections:
-        stream_ids |= projection.stream_ids()
+    for stream_check in verification.stream_checks:
+        stream_ids |= stream_check.stream_ids()
     for stream_id, stored in _load(verification.store, sorted(stream_ids)):
         chain = check_chain(stream_id, stored)
         report.streams += 1
@@ -107,13 +110,13 @@ def run_verification(
             report.problems.extend(chain.problems)
         if stream_id in heads:
             report.problems.extend(head_problems(chain, heads[stream_id], location))
-        for projection in verification.projections:
-            report.problems.extend(projection.check(chain))
+        for stream_check in verification.stream_checks:
+            report.problems.extend(stream_check.check(chain))
         if progress is not None:
             progress(report.streams, report.events)
-    for projection in verification.projections:
-        report.problems.extend(projection.finish())
-        report.behind += projection.behind
+    for stream_check in verification.stream_checks:
+        report.problems.extend(stream_check.finish())
+        report.counts[stream_check.name] = stream_check.counts()
     return report
 
 

@@ -94,6 +94,7 @@ class ChainCheck:
     stream_id: str
     problems: list[Problem] = field(default_factory=list)
     events: list[RecordedEvent] = field(default_factory=list)  # the intact prefix
+    stored: list[StoredEvent] = field(default_factory=list)  # every item, as read
     last_version: int = 0  # the highest version stored, intact or not
 
     @property
@@ -112,10 +113,10 @@ def check_chain(
     stream_id: str, stored: Iterable[StoredEvent], *, check: str = "chains"
 ) -> ChainCheck:
     """Recompute ``stream_id``'s chain from ``stored`` (in version order) and report every break."""
-    result = ChainCheck(stream_id)
+    result = ChainCheck(stream_id, stored=list(stored))
     expected_version = 1
     previous_hash: str | None = GENESIS_HASH  # None: the previous item is unreadable
-    for item in stored:
+    for item in result.stored:
         found = _item_problems(item, expected_version, previous_hash)
         result.problems.extend(
             Problem(

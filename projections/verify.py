@@ -62,6 +62,8 @@ class PaymentStateCheck:
 
     read_model: PaymentStateProjection
     behind: int = 0
+    name: str = "payment_state"
+    check_name: str = "projections"
     _items: dict[str, PaymentSnapshot | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,6 +71,9 @@ class PaymentStateCheck:
 
     def stream_ids(self) -> set[str]:
         return {payment_stream_id(payment_id) for payment_id in self._items}
+
+    def counts(self) -> dict[str, int]:
+        return {"behind": self.behind}
 
     def check(self, chain: ChainCheck) -> list[Problem]:
         payment_id = chain.stream_id.removeprefix(PAYMENT_STREAM_PREFIX)
@@ -140,6 +145,9 @@ class PostgresCheck:
     Use as a context manager: the fresh schema is dropped however the check ends.
     """
 
+    name = "postgres"
+    check_name = "projections"
+
     def __init__(
         self,
         connect: Connect,
@@ -186,6 +194,9 @@ class PostgresCheck:
 
     def stream_ids(self) -> set[str]:
         return set(self._positions)
+
+    def counts(self) -> dict[str, int]:
+        return {"behind": self.behind}
 
     def check(self, chain: ChainCheck) -> list[Problem]:
         version = self._positions.get(chain.stream_id)

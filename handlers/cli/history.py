@@ -3,9 +3,10 @@
 ``--source`` says where the events are read from: the events table (``dynamodb``, the default)
 or the Parquet archive; both give the same events for the same payment.
 
-``trace CORRELATION_ID`` finds the flow's events with a filtered Scan of the events table (a
-debugging question: there is no index on correlation ids, which would cost a write unit on every
-append), then loads each payment it touches (one Query each) to show the state after each event.
+``trace CORRELATION_ID`` finds the flow's events with a filtered Scan of the events table, or a
+query of the archive's correlation_id column (a debugging question: there is no index on
+correlation ids, which would cost a write unit on every append), then loads each payment it
+touches from the same source to show the state after each event.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from handlers.cli import common
+from handlers.cli.archive import ArchiveDirOption, archive_storage
 from handlers.cli.common import (
     JsonOption,
     PaymentIdArgument,
@@ -38,7 +41,7 @@ from ledger.codec import event_document
 from ledger.domain.errors import NotFoundError, ValidationError
 from ledger.domain.limits import STREAM_EVENTS_MAX
 from ledger.domain.validation import check_id
-from ledger.envelope import RecordedEvent
+from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent
 from ledger.service import PaymentSnapshot, recorded_by, replay_steps
 
 TRACE_EVENTS_MAX = 10_000
@@ -48,6 +51,7 @@ Loader = Callable[[str, int | None], list[RecordedEvent]]  # (payment id, versio
 
 class HistorySource(StrEnum):
     dynamodb = "dynamodb"
+    archive = "archive"
 
 
 SourceOption = Annotated[
@@ -55,10 +59,29 @@ SourceOption = Annotated[
 ]
 
 
-def history_loader(source: HistorySource, stack: str | None) -> Loader:
+def history_loader(
+    source: HistorySource, options: common.GlobalOptions, archive_dir: Path | None
+) -> Loader:
     """The payment's events from ``source``, versions 1..version max; ``not_found`` if none."""
-    service = common.service_factory(stack)
-    return lambda payment_id, version_max: service.load(payment_id, version_max=version_max)
+    if source is HistorySource.dynamodb:
+        service = common.service_factory(options.stack)
+        return lambda payment_id, version_max: service.load(payment_id, version_max=version_max)
+    from archive.reader import ArchiveReader
+
+    reader = ArchiveReader(archive_storage(options, archive_dir))
+
+    def load(payment_id: str, version_max: int | None) -> list[RecordedEvent]:
+        check_id(payment_id, "payment_id")
+        events = [
+            event
+            for event in reader.payment_events(payment_id)
+            if version_max is None or event.version <= version_max
+        ]
+        if not events:
+            raise NotFoundError(f"payment {payment_id} not found in the archive")
+        return events
+
+    return load
 
 
 @app.command("history")
@@ -66,12 +89,13 @@ def history(
     ctx: typer.Context,
     payment_id: PaymentIdArgument,
     source: SourceOption = HistorySource.dynamodb,
+    archive_dir: ArchiveDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show a payment's events (who, when, why) and verify their hash chain."""
     options = global_options(ctx)
     with reporting(options, json_output):
-        events = history_loader(source, options.stack)(payment_id, None)
+        events = history_loader(source, options, archive_dir)(payment_id, None)
         if json_output:
             print_json({"events": [event_document(event) for event in events]})
             return
@@ -98,6 +122,7 @@ def replay(
         ),
     ] = None,
     source: SourceOption = HistorySource.dynamodb,
+    archive_dir: ArchiveDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show every event (who, when, why) with the payment's state after it, the fields it
@@ -108,7 +133,7 @@ def replay(
             raise ValidationError("version must be 1 or more")
         check_id(payment_id, "payment_id")
         version_max = None if version is None else min(version, STREAM_EVENTS_MAX)
-        events = history_loader(source, options.stack)(payment_id, version_max)
+        events = history_loader(source, options, archive_dir)(payment_id, version_max)
         if as_of is not None:
             events = recorded_by(events, as_of)
         steps = replay_steps(events)
@@ -142,6 +167,8 @@ def trace(
     correlation_id: Annotated[
         str, typer.Argument(help="The flow's correlation id.", show_default=False)
     ],
+    source: SourceOption = HistorySource.dynamodb,
+    archive_dir: ArchiveDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show every event of one flow, across payments and agents, in the order recorded, with
@@ -149,12 +176,20 @@ def trace(
     options = global_options(ctx)
     with reporting(options, json_output):
         check_id(correlation_id, "correlation id")
-        store = common.service_factory(options.stack).store
-        found = store.events_with(correlation_id=correlation_id, limit=TRACE_EVENTS_MAX)
+        if source is HistorySource.dynamodb:
+            store = common.service_factory(options.stack).store
+            found = store.events_with(correlation_id=correlation_id, limit=TRACE_EVENTS_MAX)
+        else:
+            from archive.lookup import find_events
+
+            storage = archive_storage(options, archive_dir)
+            found = find_events(storage, correlation_id=correlation_id, limit=TRACE_EVENTS_MAX)
         if not found:
             raise NotFoundError(f"no event has correlation id {correlation_id}")
+        load = history_loader(source, options, archive_dir)
         steps = trace_steps(
-            found, lambda stream_id, version: store.load(stream_id, version_max=version)
+            found,
+            lambda stream_id, version: load(stream_id.removeprefix(PAYMENT_STREAM_PREFIX), version),
         )
         if json_output:
             print_json(

@@ -25,7 +25,7 @@ def history() -> History:
 def verify(history: History, postgres_url: str, schema: str) -> tuple[VerifyReport, str]:
     check = PostgresCheck(connect_url(postgres_url), schema)
     with check:
-        report = run_verification(Verification(store=history.store, projections=[check]))
+        report = run_verification(Verification(store=history.store, stream_checks=[check]))
     return report, check.fresh_schema
 
 
@@ -48,7 +48,7 @@ def test_views_equal_to_the_replay_verify(
     project(history, postgres_url, schema)
     report, fresh = verify(history, postgres_url, schema)
     assert report.problems == []
-    assert report.behind == 0
+    assert report.counts["postgres"] == {"behind": 0}
     assert fresh not in schemas(connection)
 
 
@@ -96,7 +96,7 @@ def test_lag_is_counted_not_reported(history: History, postgres_url: str, schema
     project(history, postgres_url, schema, events=delivered)
     report, _ = verify(history, postgres_url, schema)
     assert report.problems == []
-    assert report.behind == 1
+    assert report.counts["postgres"] == {"behind": 1}
 
 
 def test_a_payment_with_no_events_is_an_orphan(
