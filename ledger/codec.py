@@ -78,6 +78,10 @@ def _refuse_number(text: str) -> Any:
     raise ValidationError(f"floats are not allowed in events (found {text[:32]})")
 
 
+# One decoder for every payload (``json.loads`` with hooks builds a new one per call).
+_payload_decoder = json.JSONDecoder(parse_float=_refuse_number, parse_constant=_refuse_number)
+
+
 def chain_hash(prev_hash: str, document: dict[str, Any]) -> str:
     data = (prev_hash + canonical_json(document)).encode("utf-8")
     return hashlib.sha256(data).hexdigest()
@@ -89,7 +93,7 @@ def event_hash(event: RecordedEvent) -> str:
     walks the document; only the payload is re-encoded canonically, and the document's text is
     assembled around it in key order, each string encoded by the very function the encoder uses.
     """
-    payload = json.loads(event.payload, parse_float=_refuse_number, parse_constant=_refuse_number)
+    payload = _payload_decoder.decode(event.payload)
     actor = event.actor
     parts = [
         event.prev_hash,

@@ -23,6 +23,7 @@ from archive.verify import (
     ARCHIVE_MISMATCH,
     ARCHIVE_MISSING,
     ArchiveCheck,
+    verify_archive_chains,
 )
 from handlers.verification import Verification, VerifyReport, run_verification
 from ledger.decoding import decode_event
@@ -242,3 +243,23 @@ def test_a_row_that_is_not_an_event_is_located(
     assert (UNREADABLE_EVENT, f"{storage.location}/{key} row 0") in {
         (p.kind, p.location) for p in problems
     }
+
+
+def test_chains_from_the_archive_alone(
+    storage: LocalArchiveStorage, events: list[RecordedEvent]
+) -> None:
+    """What an auditor holding only the Parquet objects can check: no events table."""
+    keys = archive_all(storage, events)
+    clean = verify_archive_chains(storage)
+    assert (clean.rows, clean.problems) == (len(events), [])
+    assert clean.streams == len({event.stream_id for event in events})
+    day = [e for e in events if e.recorded_at[:10] == events[0].recorded_at[:10]]
+    write(storage, keys[0].rsplit("/", 1)[1].removesuffix(".parquet"), day,
+          with_cell(1, "actor_id", "someone-else"))  # fmt: skip
+    [problem] = verify_archive_chains(storage).problems
+    assert (problem.kind, problem.stream_id, problem.version) == (
+        HASH_MISMATCH,
+        day[1].stream_id,
+        day[1].version,
+    )
+    assert problem.location == f"{storage.location}/{keys[0]} row 1"
