@@ -1,5 +1,5 @@
-"""The ``payledger`` command line (typer + rich): payment commands, history, replay, demo, the
-archive and auditors' queries.
+"""The ``payledger`` command line (typer + rich): payment commands, history, replay, trace,
+demo, the archive and auditors' queries, digests, proofs and verification.
 
 Resources come from the composition root: ``EVENTS_TABLE`` (and boto3's own ``AWS_ENDPOINT_URL``)
 or, with ``--stack NAME``, the outputs of a deployed stack. ``--json`` prints documents for
