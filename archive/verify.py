@@ -73,8 +73,8 @@ def archived_streams(
     # By name rather than by field id: DuckDB 1.5.5 gives no file_row_number with a field-id
     # schema, and verification must say which row of which object is wrong.
     read = (
-        f"read_parquet('{source.url(EVENTS_GLOB)}', filename = true, file_row_number = true,"
-        " union_by_name = true)"
+        f"read_parquet({_literal(source.url(EVENTS_GLOB))}, filename = true,"
+        " file_row_number = true, union_by_name = true)"
     )
     query = (
         f"SELECT {_NAMES}, filename, file_row_number FROM {read}"
@@ -203,7 +203,7 @@ class ArchiveCheck:
         if not self._storage.list(EVENTS_PREFIX, limit=1):
             return [], None
         source = self._storage.duckdb_source()
-        read = f"read_parquet('{source.url(EVENTS_GLOB)}', union_by_name = true)"
+        read = f"read_parquet({_literal(source.url(EVENTS_GLOB))}, union_by_name = true)"
         with closing(open_connection(source, self._settings)) as connection:
             streams = connection.execute(f"SELECT DISTINCT stream_id FROM {read}").fetchall()
             newest = connection.execute(f"SELECT max(recorded_at) FROM {read}").fetchone()
@@ -277,6 +277,10 @@ class ArchiveCheck:
 
     def _where(self, copy: ArchivedCopy) -> str:
         return f"{self.location}/{copy.location}"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _compacted(key: str) -> bool:

@@ -16,6 +16,7 @@ from archive.layout import COMPACTED_PREFIX, day_prefix
 from archive.local import LocalArchiveStorage
 from archive.parquet import encode
 from archive.schema import events_to_table
+from archive.storage import ArchiveStorage
 from archive.verify import (
     ARCHIVE_CONFLICT,
     ARCHIVE_DUPLICATE,
@@ -41,7 +42,7 @@ Tamper = Callable[[pa.Table], pa.Table]
 
 
 def write(
-    storage: LocalArchiveStorage,
+    storage: ArchiveStorage,
     name: str,
     events: list[RecordedEvent],
     tamper: Tamper | None = None,
@@ -75,7 +76,7 @@ def with_cell(row: int, column: str, value: Any) -> Tamper:
     return tamper
 
 
-def verify(store: MemoryEventStore, storage: LocalArchiveStorage) -> VerifyReport:
+def verify(store: MemoryEventStore, storage: ArchiveStorage) -> VerifyReport:
     check = ArchiveCheck(storage)
     return run_verification(Verification(store=store, chains=False, stream_checks=[check]))
 
@@ -116,6 +117,20 @@ def test_an_archive_equal_to_the_table_verifies(
         "behind": 0,
         "copies": len(retried),
     }
+
+
+def test_an_archive_on_s3_verifies_and_locates_an_altered_row(
+    s3_storage: Any, store: MemoryEventStore, events: list[RecordedEvent]
+) -> None:
+    day = [e for e in events if e.recorded_at[:10] == events[0].recorded_at[:10]]
+    rest = [e for e in events if e not in day]
+    for name, group in groupby(rest, key=lambda event: event.recorded_at[:10]):
+        write(s3_storage, f"batch-{name}", list(group))
+    key = write(s3_storage, "first-day", day)
+    assert verify(store, s3_storage).problems == []
+    write(s3_storage, "first-day", day, with_cell(0, "idempotency_key", "forged"))
+    kinds = {(p.kind, p.location) for p in verify(store, s3_storage).problems}
+    assert (HASH_MISMATCH, f"s3://{s3_storage.bucket}/{key} row 0") in kinds
 
 
 def test_one_byte_of_a_row_changed(
