@@ -312,7 +312,8 @@ def digest_get(
 
 @digest_app.command("write")
 def digest_write(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Write the next digest now (what the scheduled digest function does)."""
+    """Write the next digest now (what the scheduled digest function does). Exit 6 if the read
+    model offered a head that is not a chain point (refused, and the stream kept its last head)."""
     options = global_options(ctx)
     with reporting(options, json_output):
         from ledger.digests import write_digest
