@@ -9,6 +9,8 @@ import yaml
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
 _FUNCTIONS_WITH_LIST_ARGUMENT = {"GetAtt"}
+# Short forms whose long form is not ``Fn::<name>``.
+_PLAIN_NAMES = {"Ref", "Condition"}
 
 
 class _TemplateLoader(yaml.SafeLoader):
@@ -18,7 +20,7 @@ class _TemplateLoader(yaml.SafeLoader):
 def _construct_intrinsic(
     loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node
 ) -> dict[str, Any]:
-    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    name = tag_suffix if tag_suffix in _PLAIN_NAMES else f"Fn::{tag_suffix}"
     value: Any
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
