@@ -27,9 +27,12 @@ CHECKOV_ENV := $(TOOLS)/checkov
 CHECKOV_STAMP := $(CHECKOV_ENV)/.installed
 SAM_ENV := $(TOOLS)/sam-cli
 SAM_STAMP := $(SAM_ENV)/.installed
-# The SAM CLI and its python3.12 build check want the functions' runtime: python3.12 on PATH, or
-# the one pyenv installed.
-PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12.*/bin/python3.12 2>/dev/null | tail -n 1)
+# The SAM CLI runs on the functions' runtime, Python 3.12: the first python3.12 on PATH or under
+# pyenv that really is 3.12 (a pyenv shim for a version not selected fails and is passed over).
+PYTHON312 ?= $(shell for candidate in $$(command -v python3.12) \
+    $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12.*/bin/python3.12; do \
+    "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null \
+    && { echo "$$candidate"; break; }; done)
 
 .DEFAULT_GOAL := test
 .PHONY: demo test bench lint fmt clean checkov-env sam-check

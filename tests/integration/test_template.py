@@ -321,10 +321,23 @@ def test_every_variable_the_composition_root_reads_is_set_by_the_template() -> N
     assert read >= LOCAL_ONLY_VARIABLES
 
 
-@pytest.mark.parametrize("scenario", sorted(DATABASE_SCENARIOS))
-@pytest.mark.parametrize("logical_id", sorted(EXPECTED_FUNCTIONS))
+def _startup_cases() -> list[Any]:
+    """One case per function and distinct environment (the database scenarios differ only for
+    the functions that project into PostgreSQL), so no import runs twice for nothing."""
+    cases, seen = [], set()
+    for logical_id in sorted(EXPECTED_FUNCTIONS):
+        for scenario, parameters in DATABASE_SCENARIOS.items():
+            environment = _environment(logical_id, parameters)
+            key = (logical_id, frozenset(environment.items()))
+            if key not in seen:
+                seen.add(key)
+                cases.append(pytest.param(logical_id, environment, id=f"{logical_id}-{scenario}"))
+    return cases
+
+
+@pytest.mark.parametrize(("logical_id", "template_environment"), _startup_cases())
 def test_every_handler_starts_with_the_environment_the_template_gives_it(
-    logical_id: str, scenario: str
+    logical_id: str, template_environment: dict[str, str]
 ) -> None:
     module, _, attribute = EXPECTED_FUNCTIONS[logical_id][0].rpartition(".")
     environment = {
@@ -333,7 +346,7 @@ def test_every_handler_starts_with_the_environment_the_template_gives_it(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "POWERTOOLS_TRACE_DISABLED": "1",
-        **_environment(logical_id, DATABASE_SCENARIOS[scenario]),
+        **template_environment,
     }
     script = (
         f"import importlib; handler = getattr(importlib.import_module({module!r}), {attribute!r});"
