@@ -110,9 +110,10 @@ sam-check: $(INSTALLED)
 	echo "==> sam build"; PATH="$$(dirname "$(PYTHON312)"):$$PATH" $(SAM_ENV)/bin/sam build
 
 # What `sam build` runs for each function (BuildMethod: makefile, in place): our packages and
-# the dependencies uv.lock pins for them, as arm64 CPython 3.12 wheels. pyarrow, pandas,
-# awswrangler and duckdb stay out (the data-libraries layer brings pyarrow and awswrangler to the
-# functions that need them), and so do the CLI's typer and rich.
+# the dependencies uv.lock pins for them, as arm64 CPython 3.12 wheels for the runtime's glibc
+# (Amazon Linux 2023: 2.34). pyarrow, pandas, awswrangler and duckdb stay out (the
+# data-libraries layer brings pyarrow and awswrangler to the functions that need them), and so
+# do the CLI's typer and rich.
 LAMBDA_PACKAGES := ledger projections archive handlers
 LAMBDA_DEPS := .cache/lambda/python
 LAMBDA_DEPS_STAMP := .cache/lambda/.installed
@@ -123,7 +124,8 @@ $(LAMBDA_DEPS_STAMP): pyproject.toml uv.lock $(UV_STAMP)
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes \
 	    $(foreach package,$(LAMBDA_EXCLUDED),--prune $(package)) > .cache/lambda/requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
-	    --platform manylinux2014_aarch64 --implementation cp --python-version 3.12 \
+	    $(foreach glibc,2014 _2_28 _2_34,--platform manylinux$(glibc)_aarch64) \
+	    --implementation cp --python-version 3.12 \
 	    --only-binary=:all: --target $(LAMBDA_DEPS) -r .cache/lambda/requirements.txt
 	touch $@
 
