@@ -6,9 +6,11 @@
    runtime imports the handlers in-process) into one zip on the emulated S3, and points every
    function's ``CodeUri`` at it (the offline SAM transform accepts only S3 locations);
 2. runs the SAM transform offline with ``samtranslator``, as CloudFormation's
-   ``AWS::Serverless-2016-10-31`` transform would;
-3. creates the stack from the processed template on the emulated CloudFormation and waits for
-   ``CREATE_COMPLETE``;
+   ``AWS::Serverless-2016-10-31`` transform would, then rewrites the two things moto's
+   CloudFormation misreads (``emulator_compatible``);
+3. creates the stack from the processed template on the emulated CloudFormation, waits for
+   ``CREATE_COMPLETE``, and applies the bucket settings moto's CloudFormation ignores
+   (versioning, Object Lock, public access block) through the S3 API;
 4. returns a :class:`DeployedStack`: outputs, the processed template, physical ids, and the
    functions and event source mappings as the emulated Lambda holds them (references resolved).
 
@@ -58,11 +60,14 @@ class DeployedStack:
     """A stack created on the emulated CloudFormation.
 
     ``template`` is the processed template (SAM transformed), exactly what CloudFormation was
-    given; ``physical_ids`` maps each created resource's logical id to its physical id (resources
-    the emulator skips are absent). ``functions`` and ``event_source_mappings`` are the emulated
-    Lambda's own view (``GetFunctionConfiguration``, ``GetEventSourceMapping``), keyed by logical
-    id, with every reference resolved: what a local poller needs to invoke a handler as Lambda
-    would (handler, environment, batch size, window, bisect, retries, record age, destination).
+    given and ``GetTemplate(TemplateStage="Processed")`` returns; ``parameters`` are the values
+    in force (defaults included); ``physical_ids`` maps each created resource's logical id to
+    its physical id (resources the emulator skips are absent). ``functions`` and
+    ``event_source_mappings`` are the emulated Lambda's own view (``GetFunctionConfiguration``,
+    ``GetEventSourceMapping``), keyed by logical id, with every reference resolved: what a local
+    poller needs to invoke a handler as Lambda would (handler, environment, batch size, window,
+    bisect, retries, record age, destination, tumbling window).
+
     ``not_created`` lists the template's resources the stack has none of: those whose condition
     is false (``Target=local`` turns off the cloud-only ones) and those moto's CloudFormation
     skips (alarms, bucket and queue policies, Glue, Athena; DESIGN §9).
@@ -141,7 +146,7 @@ def deploy_stack(
         stack_name=stack_name,
         stack_id=created["StackId"],
         region=region,
-        parameters=values,
+        parameters=effective,
         outputs={item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])},
         template=processed,
         physical_ids=physical_ids,

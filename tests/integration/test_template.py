@@ -12,6 +12,8 @@ Creating the stack on moto's CloudFormation is tests/integration/test_deploy.py.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import subprocess
@@ -161,9 +163,14 @@ def test_every_checkov_skip_is_used_and_explained(checkov_report: dict[str, Any]
 
 
 def _processed(parameters: Mapping[str, str]) -> dict[str, Any]:
+    return copy.deepcopy(_transformed(tuple(sorted(parameters.items()))))
+
+
+@functools.cache
+def _transformed(parameters: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     template = load_template()
     point_code_at(template, "artifacts", "code.zip")
-    return transform(template, parameters, region="us-east-1")
+    return transform(template, dict(parameters), region="us-east-1")
 
 
 @pytest.mark.parametrize("target", ["aws", "local"])
