@@ -133,20 +133,36 @@ def deploy_stack(
         ],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
-    stack = _wait_for_stack(clients.cloudformation, created["StackId"])
+    _wait_for_stack(clients.cloudformation, created["StackId"])
+    deployed = read_stack(endpoint_url, created["StackId"], region=region)
+    complete_buckets(clients.s3, deployed.template, deployed.physical_ids, deployed.parameters)
+    return deployed
+
+
+def read_stack(
+    endpoint_url: str, stack_name: str, *, region: str = DEFAULT_REGION
+) -> DeployedStack:
+    """The :class:`DeployedStack` of a stack already created on the emulated AWS (by this or
+    another process), read back from CloudFormation and Lambda."""
+    clients = _Clients(endpoint_url, region)
+    (stack,) = clients.cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    held = clients.cloudformation.get_template(StackName=stack_name, TemplateStage="Processed")
+    body = held["TemplateBody"]
+    processed: dict[str, Any] = (
+        json.loads(body) if isinstance(body, str) else json.loads(json.dumps(body))
+    )
     physical_ids = {
         resource["LogicalResourceId"]: resource["PhysicalResourceId"]
-        for resource in _stack_resources(clients.cloudformation, created["StackId"])
+        for resource in _stack_resources(clients.cloudformation, stack["StackId"])
         # moto lists a resource type it skips as a nameless entry
         if resource["LogicalResourceId"]
     }
-    effective = {**_parameter_defaults(processed), **values}
-    complete_buckets(clients.s3, processed, physical_ids, effective)
+    given = {item["ParameterKey"]: item["ParameterValue"] for item in stack.get("Parameters", [])}
     return DeployedStack(
-        stack_name=stack_name,
-        stack_id=created["StackId"],
+        stack_name=stack["StackName"],
+        stack_id=stack["StackId"],
         region=region,
-        parameters=effective,
+        parameters={**_parameter_defaults(processed), **given},
         outputs={item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])},
         template=processed,
         physical_ids=physical_ids,
@@ -301,7 +317,7 @@ class _Clients:
         self.lambda_ = session.client("lambda", endpoint_url=endpoint_url, config=config)
 
 
-def _wait_for_stack(cloudformation: Any, stack_id: str) -> dict[str, Any]:
+def _wait_for_stack(cloudformation: Any, stack_id: str) -> None:
     waiter = cloudformation.get_waiter("stack_create_complete")
     try:
         waiter.wait(StackName=stack_id, WaiterConfig={"Delay": 1, "MaxAttempts": STACK_WAIT_S})
@@ -313,9 +329,8 @@ def _wait_for_stack(cloudformation: Any, stack_id: str) -> dict[str, Any]:
             if event["ResourceStatus"].endswith("FAILED")
         ]
         raise DeployError(f"stack {stack_id} did not complete: {failed or exc}", events) from exc
-    stack: dict[str, Any] = cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]
-    assert stack["StackStatus"] in STACK_READY_STATUSES, stack["StackStatus"]
-    return stack
+    status = cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"]
+    assert status in STACK_READY_STATUSES, status
 
 
 def _stack_resources(cloudformation: Any, stack_id: str) -> Iterator[dict[str, Any]]:
@@ -327,7 +342,9 @@ def _functions(
     lambda_client: Any, processed: Mapping[str, Any], physical_ids: Mapping[str, str]
 ) -> dict[str, dict[str, Any]]:
     return {
-        logical_id: lambda_client.get_function_configuration(FunctionName=physical_ids[logical_id])
+        logical_id: _without_metadata(
+            lambda_client.get_function_configuration(FunctionName=physical_ids[logical_id])
+        )
         for logical_id, resource in processed["Resources"].items()
         if resource["Type"] == "AWS::Lambda::Function" and logical_id in physical_ids
     }
@@ -337,10 +354,16 @@ def _event_source_mappings(
     lambda_client: Any, processed: Mapping[str, Any], physical_ids: Mapping[str, str]
 ) -> dict[str, dict[str, Any]]:
     return {
-        logical_id: lambda_client.get_event_source_mapping(UUID=physical_ids[logical_id])
+        logical_id: _without_metadata(
+            lambda_client.get_event_source_mapping(UUID=physical_ids[logical_id])
+        )
         for logical_id, resource in processed["Resources"].items()
         if resource["Type"] == "AWS::Lambda::EventSourceMapping" and logical_id in physical_ids
     }
+
+
+def _without_metadata(response: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in response.items() if key != "ResponseMetadata"}
 
 
 def _digest(data: bytes) -> str:

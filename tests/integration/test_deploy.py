@@ -8,6 +8,7 @@ template declares (what the local runtime's pollers read).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 import zipfile
@@ -18,11 +19,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devstack.deploy import (
+    ARTIFACTS_BUCKET,
     LAMBDA_PACKAGES,
+    LOCAL_PARAMETERS,
     DeployedStack,
     deploy_stack,
     emulator_compatible,
     package_code,
+    point_code_at,
+    read_stack,
+    transform,
 )
 from devstack.template import load_template
 
@@ -74,15 +80,21 @@ def test_the_stack_completes_with_every_output(stack: DeployedStack, moto_endpoi
         s3.head_bucket(Bucket=stack.outputs[name])
 
 
-def test_the_processed_template_is_what_cloudformation_holds(
-    stack: DeployedStack, moto_endpoint: str
-) -> None:
-    cloudformation = _client("cloudformation", moto_endpoint)
-    held = cloudformation.get_template(StackName=stack.stack_name, TemplateStage="Processed")
-    assert held["TemplateBody"] == stack.template
+def test_cloudformation_holds_the_sam_transform_of_the_template(stack: DeployedStack) -> None:
+    sam_template = load_template()
+    code_key = f"code/{hashlib.sha256(package_code()).hexdigest()[:16]}.zip"
+    point_code_at(sam_template, ARTIFACTS_BUCKET, code_key)
+    expected = emulator_compatible(transform(sam_template, LOCAL_PARAMETERS, region=REGION))
+    assert stack.template == expected
     assert not [
         r for r in stack.template["Resources"].values() if r["Type"].startswith("AWS::Serverless")
     ]
+
+
+def test_another_process_reads_the_same_stack_back(
+    stack: DeployedStack, moto_endpoint: str
+) -> None:
+    assert read_stack(moto_endpoint, stack.stack_name) == stack
 
 
 def test_a_local_deployment_leaves_out_only_what_needs_aws(stack: DeployedStack) -> None:
