@@ -9,8 +9,9 @@
    ``AWS::Serverless-2016-10-31`` transform would, then rewrites the two things moto's
    CloudFormation misreads (``emulator_compatible``);
 3. creates the stack from the processed template on the emulated CloudFormation, waits for
-   ``CREATE_COMPLETE``, and applies the bucket settings moto's CloudFormation ignores
-   (versioning, Object Lock, public access block) through the S3 API;
+   ``CREATE_COMPLETE``, then completes through the service APIs what moto's CloudFormation
+   ignores or misstores: the KMS key policy, the bucket settings (versioning, Object Lock,
+   public access block), the Glue database and table and the Athena workgroup;
 4. returns a :class:`DeployedStack`: outputs, the processed template, physical ids, and the
    functions and event source mappings as the emulated Lambda holds them (references resolved).
 
@@ -70,7 +71,9 @@ class DeployedStack:
 
     ``not_created`` lists the template's resources the stack has none of: those whose condition
     is false (``Target=local`` turns off the cloud-only ones) and those moto's CloudFormation
-    skips (alarms, bucket and queue policies, Glue, Athena; DESIGN §9).
+    skips (alarms, bucket and queue policies, Glue, Athena, the API's deployment; DESIGN §9).
+    ``deploy_stack`` creates the Glue database and table and the Athena workgroup through their
+    APIs all the same.
     """
 
     stack_name: str
@@ -135,7 +138,10 @@ def deploy_stack(
     )
     _wait_for_stack(clients.cloudformation, created["StackId"])
     deployed = read_stack(endpoint_url, created["StackId"], region=region)
+    names = _resolvable_names(clients, deployed)
+    complete_keys(clients, deployed, names)
     complete_buckets(clients.s3, deployed.template, deployed.physical_ids, deployed.parameters)
+    complete_catalog(clients, deployed, names)
     return deployed
 
 
@@ -285,6 +291,84 @@ def complete_buckets(
             )
 
 
+def complete_keys(clients: _Clients, stack: DeployedStack, names: Mapping[str, Any]) -> None:
+    """Store each key's policy as the JSON text the KMS API holds: moto's CloudFormation keeps
+    the template's object, and every later KMS call on the key answers HTTP 500 (its policy
+    check runs ``json.loads`` on that object)."""
+    for logical_id, resource in stack.template["Resources"].items():
+        if resource["Type"] == "AWS::KMS::Key" and logical_id in stack.physical_ids:
+            policy = _substituted(resource["Properties"]["KeyPolicy"], names)
+            clients.kms.put_key_policy(
+                KeyId=stack.physical_ids[logical_id],
+                PolicyName="default",
+                Policy=json.dumps(policy),
+            )
+
+
+def complete_catalog(clients: _Clients, stack: DeployedStack, names: Mapping[str, Any]) -> None:
+    """Create the Glue database and tables and the Athena workgroups moto's CloudFormation
+    skips, through the Glue and Athena APIs, so the local stack's catalogue is the template's
+    (the archive's columns and partition projection, the workgroup's settings)."""
+    names = dict(names)
+    for kind, resource in stack.template["Resources"].items():
+        if resource["Type"] == "AWS::Glue::Database":
+            database = _substituted(resource["Properties"]["DatabaseInput"], names)
+            clients.glue.create_database(DatabaseInput=database)
+            names[kind] = database["Name"]
+    for resource in stack.template["Resources"].values():
+        if resource["Type"] == "AWS::Glue::Table":
+            table = _substituted(resource["Properties"], names)
+            clients.glue.create_table(
+                DatabaseName=table["DatabaseName"], TableInput=table["TableInput"]
+            )
+        elif resource["Type"] == "AWS::Athena::WorkGroup":
+            workgroup = _substituted(resource["Properties"], names)
+            clients.athena.create_work_group(
+                Name=workgroup["Name"],
+                Description=workgroup.get("Description", ""),
+                Configuration=workgroup.get("WorkGroupConfiguration", {}),
+            )
+
+
+def _resolvable_names(clients: _Clients, stack: DeployedStack) -> dict[str, Any]:
+    """What ``_substituted`` resolves: parameters (a Number as an int, as the APIs want it),
+    pseudo parameters, physical ids, and the one attribute the completed resources use (a KMS
+    key's ARN, as ``ListKeys`` gives it)."""
+    account = stack.stack_id.split(":")[4]
+    declared = stack.template.get("Parameters", {})
+    names: dict[str, Any] = {
+        name: int(value) if declared.get(name, {}).get("Type") == "Number" else value
+        for name, value in stack.parameters.items()
+    }
+    names |= stack.physical_ids
+    names |= {"AWS::Region": stack.region, "AWS::AccountId": account, "AWS::Partition": "aws"}
+    arns = {key["KeyId"]: key["KeyArn"] for key in clients.kms.list_keys(Limit=1000)["Keys"]}
+    for logical_id, resource in stack.template["Resources"].items():
+        if resource["Type"] == "AWS::KMS::Key" and logical_id in stack.physical_ids:
+            names[f"{logical_id}.Arn"] = arns[stack.physical_ids[logical_id]]
+    return names
+
+
+def _substituted(value: Any, names: Mapping[str, Any]) -> Any:
+    """``value`` with ``Ref``, ``Fn::GetAtt`` and ``Fn::Sub`` resolved from ``names``
+    (parameters, pseudo parameters, physical ids, the attributes looked up): all the
+    catalogue's definitions use."""
+    if isinstance(value, list):
+        return [_substituted(item, names) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return names[value["Ref"]]
+    if set(value) == {"Fn::GetAtt"}:
+        return names[".".join(value["Fn::GetAtt"])]
+    if set(value) == {"Fn::Sub"}:
+        text = value["Fn::Sub"]
+        for name, replacement in names.items():
+            text = text.replace("${" + name + "}", str(replacement))
+        return text.replace("${!", "${")
+    return {key: _substituted(item, names) for key, item in value.items()}
+
+
 def _with_parameters(value: Any, parameters: Mapping[str, str]) -> Any:
     """``value`` with every ``{"Ref": parameter}`` replaced by the parameter's value (numbers as
     ints, as the S3 API wants them)."""
@@ -315,6 +399,9 @@ class _Clients:
             "cloudformation", endpoint_url=endpoint_url, config=config
         )
         self.lambda_ = session.client("lambda", endpoint_url=endpoint_url, config=config)
+        self.glue = session.client("glue", endpoint_url=endpoint_url, config=config)
+        self.athena = session.client("athena", endpoint_url=endpoint_url, config=config)
+        self.kms = session.client("kms", endpoint_url=endpoint_url, config=config)
 
 
 def _wait_for_stack(cloudformation: Any, stack_id: str) -> None:

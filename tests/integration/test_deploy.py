@@ -50,7 +50,10 @@ MAPPING_SETTINGS = {
 
 @pytest.fixture(scope="module")
 def stack(moto_endpoint: str) -> DeployedStack:
-    return deploy_stack(moto_endpoint, f"payledger-{uuid.uuid4().hex[:8]}")
+    # Names derived from the stage (Glue database, Athena workgroup) are account-wide: a stage of
+    # its own keeps this stack apart from any other on the session's server.
+    suffix = uuid.uuid4().hex[:8]
+    return deploy_stack(moto_endpoint, f"payledger-{suffix}", {"Stage": f"t{suffix}"})
 
 
 def _client(service: str, endpoint: str) -> Any:
@@ -84,7 +87,8 @@ def test_cloudformation_holds_the_sam_transform_of_the_template(stack: DeployedS
     sam_template = load_template()
     code_key = f"code/{hashlib.sha256(package_code()).hexdigest()[:16]}.zip"
     point_code_at(sam_template, ARTIFACTS_BUCKET, code_key)
-    expected = emulator_compatible(transform(sam_template, LOCAL_PARAMETERS, region=REGION))
+    parameters = {**LOCAL_PARAMETERS, "Stage": stack.parameters["Stage"]}
+    expected = emulator_compatible(transform(sam_template, parameters, region=REGION))
     assert stack.template == expected
     assert not [
         r for r in stack.template["Resources"].values() if r["Type"].startswith("AWS::Serverless")
@@ -181,6 +185,38 @@ def test_event_source_mappings_hold_the_template_settings(stack: DeployedStack) 
         if sources[mapping_id][1]["Type"] == "Kinesis"
     }
     assert kinesis_sources == {stack.outputs["EventsStreamArn"]}
+
+
+def test_the_catalogue_is_the_templates_though_moto_skips_its_types(
+    stack: DeployedStack, moto_endpoint: str
+) -> None:
+    glue = _client("glue", moto_endpoint)
+    table = glue.get_table(DatabaseName=stack.outputs["GlueDatabaseName"], Name="events")["Table"]
+    declared = TEMPLATE["Resources"]["ArchiveEventsTable"]["Properties"]["TableInput"]
+    assert table["StorageDescriptor"]["Columns"] == declared["StorageDescriptor"]["Columns"]
+    assert table["PartitionKeys"] == declared["PartitionKeys"]
+    archive = stack.outputs["ArchiveBucketName"]
+    assert table["Parameters"]["storage.location.template"] == (
+        f"s3://{archive}/events/year=${{year}}/month=${{month}}/day=${{day}}"
+    )
+    athena = _client("athena", moto_endpoint)
+    workgroup = athena.get_work_group(WorkGroup=stack.outputs["AthenaWorkGroupName"])["WorkGroup"]
+    configuration = workgroup["Configuration"]
+    assert configuration["EnforceWorkGroupConfiguration"] is True
+    assert (
+        configuration["ResultConfiguration"]["OutputLocation"] == f"s3://{archive}/athena-results/"
+    )
+
+
+def test_the_ledger_key_serves_the_kms_api(stack: DeployedStack, moto_endpoint: str) -> None:
+    kms = _client("kms", moto_endpoint)
+    key_id = stack.physical_ids["LedgerKey"]
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"] == stack.outputs["LedgerKeyArn"]
+    data_key = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")
+    assert (
+        kms.decrypt(CiphertextBlob=data_key["CiphertextBlob"])["Plaintext"]
+        == (data_key["Plaintext"])
+    )
 
 
 def test_digests_cannot_be_deleted_in_the_emulated_bucket_either(
