@@ -167,3 +167,21 @@ def build_payment_state_reader(settings: Settings) -> PaymentStateProjection | N
     if settings.payment_state_table is None:
         return None
     return build_payment_state_projection(settings)
+
+
+# ── analytics (handlers/analytics.py) ─────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    """The analytics Lambda reads only the records its Kinesis event source mapping delivers (no
+    events table). It always emits CloudWatch metrics (EMF, through its logs); with a database it
+    also writes the windows into PostgreSQL."""
+
+    database: DatabaseSettings | None = None
+
+
+def analytics_settings_from_environment(
+    environ: Mapping[str, str] | None = None,
+) -> AnalyticsSettings:
+    return AnalyticsSettings(database=database_settings(environ))

@@ -1,5 +1,5 @@
 """Wiring of the PostgreSQL views, apart from ``bootstrap`` so that only the processes that
-project into PostgreSQL (the stream Lambda, the CLI) load the driver: the API's cold start never
+write into PostgreSQL (the stream Lambdas, the CLI) load the driver: the API's cold start never
 pays for it (an import contract keeps it so)."""
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from psycopg.conninfo import make_conninfo
 
 from handlers.bootstrap import (
     DATABASE_CONNECT_TIMEOUT_S,
+    AnalyticsSettings,
     DatabaseSettings,
     Settings,
     aws_client,
 )
 from ledger.dynamodb import DynamoDBEventStore
+from projections.postgres.analytics import PostgresWindowStore
 from projections.postgres.projection import PostgresProjection
 
 
@@ -74,3 +76,10 @@ def build_postgres_projection(settings: Settings) -> PostgresProjection | None:
         settings.database.schema,
         events=DynamoDBEventStore(aws_client("dynamodb"), settings.events_table),
     )
+
+
+def build_window_store(settings: AnalyticsSettings) -> PostgresWindowStore | None:
+    """The analytics windows' tables, if this process has a database configured."""
+    if settings.database is None:
+        return None
+    return PostgresWindowStore(database_connector(settings.database), settings.database.schema)
