@@ -308,26 +308,36 @@ def complete_keys(clients: _Clients, stack: DeployedStack, names: Mapping[str, A
 def complete_catalog(clients: _Clients, stack: DeployedStack, names: Mapping[str, Any]) -> None:
     """Create the Glue database and tables and the Athena workgroups moto's CloudFormation
     skips, through the Glue and Athena APIs, so the local stack's catalogue is the template's
-    (the archive's columns and partition projection, the workgroup's settings)."""
+    (the archive's columns and partition projection, the workgroup's settings). Their names are
+    account-wide and outlive a deleted emulated stack, so a redeployment takes them over."""
     names = dict(names)
+    glue = clients.glue
     for kind, resource in stack.template["Resources"].items():
         if resource["Type"] == "AWS::Glue::Database":
             database = _substituted(resource["Properties"]["DatabaseInput"], names)
-            clients.glue.create_database(DatabaseInput=database)
+            with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+                glue.create_database(DatabaseInput=database)
             names[kind] = database["Name"]
     for resource in stack.template["Resources"].values():
         if resource["Type"] == "AWS::Glue::Table":
             table = _substituted(resource["Properties"], names)
-            clients.glue.create_table(
-                DatabaseName=table["DatabaseName"], TableInput=table["TableInput"]
-            )
+            try:
+                glue.create_table(
+                    DatabaseName=table["DatabaseName"], TableInput=table["TableInput"]
+                )
+            except glue.exceptions.AlreadyExistsException:
+                glue.update_table(
+                    DatabaseName=table["DatabaseName"], TableInput=table["TableInput"]
+                )
         elif resource["Type"] == "AWS::Athena::WorkGroup":
             workgroup = _substituted(resource["Properties"], names)
-            clients.athena.create_work_group(
-                Name=workgroup["Name"],
-                Description=workgroup.get("Description", ""),
-                Configuration=workgroup.get("WorkGroupConfiguration", {}),
-            )
+            existing = clients.athena.list_work_groups()["WorkGroups"]
+            if workgroup["Name"] not in {item["Name"] for item in existing}:
+                clients.athena.create_work_group(
+                    Name=workgroup["Name"],
+                    Description=workgroup.get("Description", ""),
+                    Configuration=workgroup.get("WorkGroupConfiguration", {}),
+                )
 
 
 def _resolvable_names(clients: _Clients, stack: DeployedStack) -> dict[str, Any]:

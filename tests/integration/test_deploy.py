@@ -208,6 +208,18 @@ def test_the_catalogue_is_the_templates_though_moto_skips_its_types(
     )
 
 
+def test_a_redeployment_of_the_stage_takes_the_catalogue_over(
+    stack: DeployedStack, moto_endpoint: str
+) -> None:
+    """The catalogue's names are the stage's, and outlive an emulated stack (moto's
+    CloudFormation never created them): the next stack of the stage must still complete."""
+    again = deploy_stack(moto_endpoint, f"{stack.stack_name}-again", dict(stack.parameters))
+    assert again.outputs["GlueDatabaseName"] == stack.outputs["GlueDatabaseName"]
+    glue = _client("glue", moto_endpoint)
+    table = glue.get_table(DatabaseName=again.outputs["GlueDatabaseName"], Name="events")["Table"]
+    assert again.outputs["ArchiveBucketName"] in table["StorageDescriptor"]["Location"]
+
+
 def test_the_ledger_key_serves_the_kms_api(stack: DeployedStack, moto_endpoint: str) -> None:
     kms = _client("kms", moto_endpoint)
     key_id = stack.physical_ids["LedgerKey"]
