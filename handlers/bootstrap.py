@@ -16,8 +16,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from archive.s3 import S3ArchiveStorage
 from ledger.domain.errors import LedgerError, NotFoundError
 from ledger.dynamodb import DynamoDBEventStore
+from ledger.s3 import S3DigestStore
 from ledger.service import PaymentService
 from projections.payment_state import PaymentStateProjection
 
@@ -27,6 +29,10 @@ EVENTS_TABLE_OUTPUT = "EventsTableName"
 # ``build_payment_state_projection`` refuses to run without it.
 PAYMENT_STATE_TABLE_VARIABLE = "PAYMENT_STATE_TABLE"
 PAYMENT_STATE_TABLE_OUTPUT = "PaymentStateTableName"
+# The Object Lock bucket digests are written to (DESIGN §8); only the digest function and the
+# verification commands need it.
+DIGEST_BUCKET_VARIABLE = "DIGEST_BUCKET"
+DIGEST_BUCKET_OUTPUT = "DigestBucketName"
 DATABASE_URL_VARIABLE = "PAYLEDGER_DATABASE_URL"
 DATABASE_SECRET_VARIABLE = "DATABASE_SECRET_ARN"  # noqa: S105 - a variable name
 DATABASE_HOST_VARIABLE = "DATABASE_HOST"  # RDS Proxy endpoint, with IAM authentication
@@ -70,6 +76,7 @@ class Settings:
     events_table: str
     payment_state_table: str | None = None
     database: DatabaseSettings | None = None
+    digest_bucket: str | None = None
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +89,7 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         events_table=table,
         payment_state_table=payment_state_table,
         database=database_settings(environ),
+        digest_bucket=environ.get(DIGEST_BUCKET_VARIABLE, "").strip() or None,
     )
 
 
@@ -124,6 +132,18 @@ def database_settings(environ: Mapping[str, str] | None = None) -> DatabaseSetti
 
 def settings_from_stack(stack_name: str) -> Settings:
     """Resource names from a deployed stack's outputs, like a SAM application's tests find them."""
+    outputs = stack_outputs(stack_name)
+    if EVENTS_TABLE_OUTPUT not in outputs:
+        raise ConfigurationError(f"stack {stack_name!r} has no {EVENTS_TABLE_OUTPUT} output")
+    return Settings(
+        events_table=outputs[EVENTS_TABLE_OUTPUT],
+        payment_state_table=outputs.get(PAYMENT_STATE_TABLE_OUTPUT),
+        digest_bucket=outputs.get(DIGEST_BUCKET_OUTPUT),
+    )
+
+
+def stack_outputs(stack_name: str) -> dict[str, str]:
+    """A deployed stack's outputs (``not_found`` if there is no such stack)."""
     client = aws_client("cloudformation")
     try:
         stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
@@ -131,13 +151,7 @@ def settings_from_stack(stack_name: str) -> Settings:
         if "does not exist" in str(exc):
             raise NotFoundError(f"stack {stack_name!r} not found") from exc
         raise ConfigurationError(f"cannot read stack {stack_name!r}: {exc}") from exc
-    outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0].get("Outputs", [])}
-    if EVENTS_TABLE_OUTPUT not in outputs:
-        raise ConfigurationError(f"stack {stack_name!r} has no {EVENTS_TABLE_OUTPUT} output")
-    return Settings(
-        events_table=outputs[EVENTS_TABLE_OUTPUT],
-        payment_state_table=outputs.get(PAYMENT_STATE_TABLE_OUTPUT),
-    )
+    return {item["OutputKey"]: item["OutputValue"] for item in stacks[0].get("Outputs", [])}
 
 
 @cache
@@ -169,6 +183,19 @@ def build_payment_state_reader(settings: Settings) -> PaymentStateProjection | N
     return build_payment_state_projection(settings)
 
 
+# ── Verification: digests ──────────────────────────────────────────────────────────────────────
+
+
+def build_event_store(settings: Settings) -> DynamoDBEventStore:
+    return DynamoDBEventStore(aws_client("dynamodb"), settings.events_table)
+
+
+def build_digest_store(settings: Settings) -> S3DigestStore:
+    if settings.digest_bucket is None:
+        raise ConfigurationError(f"set {DIGEST_BUCKET_VARIABLE} (or pass --stack NAME)")
+    return S3DigestStore(aws_client("s3"), settings.digest_bucket)
+
+
 # ── analytics (handlers/analytics.py) ─────────────────────────────────────────────────────────
 
 
@@ -185,3 +212,92 @@ def analytics_settings_from_environment(
     environ: Mapping[str, str] | None = None,
 ) -> AnalyticsSettings:
     return AnalyticsSettings(database=database_settings(environ))
+
+
+# ── Archive: Parquet on S3, Glue and Athena ──────────────────────────────────────────────────
+# The archive Lambda and the compaction Lambda need the bucket; the CLI's Athena path also the
+# Glue database and the workgroup. The object prefix (``events/``) is a constant of the layout.
+
+ARCHIVE_BUCKET_VARIABLE = "ARCHIVE_BUCKET"
+GLUE_DATABASE_VARIABLE = "GLUE_DATABASE"
+ATHENA_WORKGROUP_VARIABLE = "ATHENA_WORKGROUP"
+ARCHIVE_BUCKET_OUTPUT = "ArchiveBucketName"
+GLUE_DATABASE_OUTPUT = "GlueDatabaseName"
+ATHENA_WORKGROUP_OUTPUT = "AthenaWorkGroupName"
+# S3 calls of the archive move whole Parquet objects (compaction writes hundreds of MB).
+_ARCHIVE_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=5,
+    read_timeout=60,
+    tcp_keepalive=True,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSettings:
+    bucket: str | None = None
+    glue_database: str | None = None
+    athena_workgroup: str | None = None
+
+
+def archive_settings_from_environment(environ: Mapping[str, str] | None = None) -> ArchiveSettings:
+    environ = os.environ if environ is None else environ
+
+    def value(name: str) -> str | None:
+        return environ.get(name, "").strip() or None
+
+    return ArchiveSettings(
+        bucket=value(ARCHIVE_BUCKET_VARIABLE),
+        glue_database=value(GLUE_DATABASE_VARIABLE),
+        athena_workgroup=value(ATHENA_WORKGROUP_VARIABLE),
+    )
+
+
+def archive_settings_from_stack(stack_name: str) -> ArchiveSettings:
+    outputs = stack_outputs(stack_name)
+    return ArchiveSettings(
+        bucket=outputs.get(ARCHIVE_BUCKET_OUTPUT),
+        glue_database=outputs.get(GLUE_DATABASE_OUTPUT),
+        athena_workgroup=outputs.get(ATHENA_WORKGROUP_OUTPUT),
+    )
+
+
+@cache
+def aws_session() -> boto3.session.Session:
+    """The process's boto3 session (credentials and region), for libraries that take one."""
+    return boto3.session.Session()
+
+
+@cache
+def _archive_s3_client() -> Any:
+    return aws_session().client("s3", config=_ARCHIVE_CLIENT_CONFIG)
+
+
+def _current_credentials() -> tuple[str, str, str | None]:
+    credentials = aws_session().get_credentials()
+    if credentials is None:
+        raise ConfigurationError("no AWS credentials found for reading the archive")
+    frozen = credentials.get_frozen_credentials()
+    return frozen.access_key, frozen.secret_key, frozen.token
+
+
+def build_archive_storage(settings: ArchiveSettings) -> S3ArchiveStorage:
+    """The archive bucket (``AWS_ENDPOINT_URL`` points it at the emulated S3)."""
+    if settings.bucket is None:
+        raise ConfigurationError(f"set {ARCHIVE_BUCKET_VARIABLE} (or pass --stack NAME)")
+    return S3ArchiveStorage(_archive_s3_client(), settings.bucket, _current_credentials)
+
+
+def athena_target(settings: ArchiveSettings) -> tuple[str, str]:
+    """The Glue database and Athena workgroup auditors' queries run in."""
+    missing = [
+        name
+        for name, value in (
+            (GLUE_DATABASE_VARIABLE, settings.glue_database),
+            (ATHENA_WORKGROUP_VARIABLE, settings.athena_workgroup),
+        )
+        if value is None
+    ]
+    if missing or settings.glue_database is None or settings.athena_workgroup is None:
+        raise ConfigurationError(f"set {' and '.join(missing)} (or pass --stack NAME)")
+    return settings.glue_database, settings.athena_workgroup
