@@ -35,7 +35,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import WaiterError
 
-from devstack.template import TEMPLATE_PATH, load_template
+from devstack.template import (
+    TEMPLATE_PATH,
+    configure_bucket,
+    load_template,
+    parameter_defaults,
+)
 
 REPOSITORY_ROOT = TEMPLATE_PATH.parent
 # What a function's code needs at run time; devstack (the local runtime) never ships.
@@ -168,7 +173,7 @@ def read_stack(
         stack_name=stack["StackName"],
         stack_id=stack["StackId"],
         region=region,
-        parameters={**_parameter_defaults(processed), **given},
+        parameters={**parameter_defaults(processed), **given},
         outputs={item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])},
         template=processed,
         physical_ids=physical_ids,
@@ -269,25 +274,9 @@ def complete_buckets(
     """Apply the bucket settings moto's CloudFormation ignores, through the S3 API (which moto
     honours): versioning, Object Lock (the digests' immutability) and the public access block."""
     for logical_id, resource in processed["Resources"].items():
-        if resource["Type"] != "AWS::S3::Bucket" or logical_id not in physical_ids:
-            continue
-        bucket, properties = physical_ids[logical_id], resource.get("Properties", {})
-        if "VersioningConfiguration" in properties:
-            s3_client.put_bucket_versioning(
-                Bucket=bucket,
-                VersioningConfiguration={"Status": properties["VersioningConfiguration"]["Status"]},
-            )
-        if "ObjectLockConfiguration" in properties:
-            s3_client.put_object_lock_configuration(
-                Bucket=bucket,
-                ObjectLockConfiguration=_with_parameters(
-                    properties["ObjectLockConfiguration"], parameters
-                ),
-            )
-        if "PublicAccessBlockConfiguration" in properties:
-            s3_client.put_public_access_block(
-                Bucket=bucket,
-                PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"],
+        if resource["Type"] == "AWS::S3::Bucket" and logical_id in physical_ids:
+            configure_bucket(
+                s3_client, physical_ids[logical_id], resource.get("Properties", {}), parameters
             )
 
 
@@ -377,27 +366,6 @@ def _substituted(value: Any, names: Mapping[str, Any]) -> Any:
             text = text.replace("${" + name + "}", str(replacement))
         return text.replace("${!", "${")
     return {key: _substituted(item, names) for key, item in value.items()}
-
-
-def _with_parameters(value: Any, parameters: Mapping[str, str]) -> Any:
-    """``value`` with every ``{"Ref": parameter}`` replaced by the parameter's value (numbers as
-    ints, as the S3 API wants them)."""
-    if isinstance(value, dict):
-        if set(value) == {"Ref"} and value["Ref"] in parameters:
-            raw = parameters[value["Ref"]]
-            return int(raw) if str(raw).isdigit() else raw
-        return {key: _with_parameters(item, parameters) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_with_parameters(item, parameters) for item in value]
-    return value
-
-
-def _parameter_defaults(processed: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        name: str(parameter["Default"])
-        for name, parameter in processed.get("Parameters", {}).items()
-        if "Default" in parameter
-    }
 
 
 class _Clients:

@@ -26,6 +26,8 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
+from archive.reports import named_queries
+from archive.schema import glue_columns
 from devstack.deploy import point_code_at, transform
 from devstack.template import TEMPLATE_PATH, load_template
 
@@ -71,32 +73,9 @@ EXPECTED_FUNCTIONS = {
     ),
 }
 DATABASE_FUNCTIONS = {"ProjectFunction", "AnalyticsFunction"}
-# The composition root's variables no template sets: local runs and tests only.
-LOCAL_ONLY_VARIABLES = {"PAYLEDGER_DATABASE_URL"}
-ARCHIVE_COLUMNS = [
-    ("event_id", "string"),
-    ("stream_id", "string"),
-    ("payment_id", "string"),
-    ("version", "bigint"),
-    ("event_type", "string"),
-    ("schema_version", "int"),
-    ("occurred_at", "timestamp"),
-    ("recorded_at", "timestamp"),
-    ("actor_kind", "string"),
-    ("actor_id", "string"),
-    ("actor_model", "string"),
-    ("actor_version", "string"),
-    ("correlation_id", "string"),
-    ("causation_id", "string"),
-    ("idempotency_key", "string"),
-    ("request_digest", "string"),
-    ("merchant_id", "string"),
-    ("amount_minor", "bigint"),
-    ("currency", "string"),
-    ("payload", "string"),
-    ("prev_hash", "string"),
-    ("hash", "string"),
-]
+# The composition root's variables no function reads, so no template sets them: the local
+# database (local runs, tests) and where the auditor's CLI sends Athena queries (or --stack).
+LOCAL_ONLY_VARIABLES = {"PAYLEDGER_DATABASE_URL", "GLUE_DATABASE", "ATHENA_WORKGROUP"}
 
 
 # ── Linters ───────────────────────────────────────────────────────────────────────────────────
@@ -453,12 +432,9 @@ def test_scheduled_jobs_are_eventbridge_rules() -> None:
 def test_the_glue_table_declares_the_archive_columns_and_projects_partitions() -> None:
     table = RESOURCES["ArchiveEventsTable"]["Properties"]["TableInput"]
     columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
-    assert columns == ARCHIVE_COLUMNS
-    assert [(k["Name"], k["Type"]) for k in table["PartitionKeys"]] == [
-        ("year", "string"),
-        ("month", "string"),
-        ("day", "string"),
-    ]
+    partitions = [(key["Name"], key["Type"]) for key in table["PartitionKeys"]]
+    assert columns + partitions == glue_columns()
+    assert partitions == [("year", "string"), ("month", "string"), ("day", "string")]
     parameters = table["Parameters"]
     assert parameters["projection.enabled"] == "true"
     assert parameters["projection.month.digits"] == parameters["projection.day.digits"] == "2"
@@ -467,6 +443,25 @@ def test_the_glue_table_declares_the_archive_columns_and_projects_partitions() -
     }
     serde = table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
     assert serde.endswith("ParquetHiveSerDe")
+
+
+def test_the_named_queries_are_the_archive_reports() -> None:
+    deployed = [
+        (
+            resource["Properties"]["Name"],
+            resource["Properties"]["Description"],
+            resource["Properties"]["QueryString"],
+        )
+        for resource in RESOURCES.values()
+        if resource["Type"] == "AWS::Athena::NamedQuery"
+    ]
+    assert deployed == [
+        (name, description, sql.rstrip("\n") + "\n") for name, description, sql in named_queries()
+    ]
+    for resource in RESOURCES.values():
+        if resource["Type"] == "AWS::Athena::NamedQuery":
+            assert resource["Properties"]["Database"] == {"Ref": "GlueDatabase"}
+            assert resource["Properties"]["WorkGroup"] == {"Ref": "AthenaWorkGroup"}
 
 
 def test_the_archive_moves_to_cheaper_storage_and_is_kept_seven_years() -> None:
