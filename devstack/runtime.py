@@ -82,7 +82,7 @@ def aws_clients(endpoint_url: str, region: str) -> dict[str, Any]:
     )
     return {
         service: session.client(service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
-        for service in ("dynamodbstreams", "kinesis", "sqs", "dynamodb")
+        for service in ("dynamodbstreams", "kinesis", "sqs", "dynamodb", "s3")
     }
 
 
