@@ -32,7 +32,7 @@ from projections.analytics import NUMBER_FIELDS, WindowEvent, WindowFold
 from projections.payment_state import item_to_snapshot
 from projections.postgres.projection import connect_url
 from projections.postgres.rows import snapshot_from_row
-from projections.postgres.tables import payment_select, qualified
+from projections.postgres.tables import analytics_schema, payment_select, qualified
 from projections.rebuild import StoreStreams, default_rebuild_schema, rebuild_postgres
 
 Sums = dict[tuple[str, str, str], int]  # (currency, phase, direction) -> minor units
@@ -237,7 +237,8 @@ def expected_metrics(ledger: Ledger) -> dict[tuple[str, str], dict[str, Any]]:
 def view_metrics(
     connection: psycopg.Connection[Any], schema: str
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """``payment_metrics_minute`` summed over windows and shards, per (merchant, currency)."""
+    """``payment_metrics_minute`` (in the analytics schema that goes with the views in
+    ``schema``) summed over windows and shards, per (merchant, currency)."""
     sums = sql.SQL(", ").join(
         sql.SQL("sum({})::numeric").format(sql.Identifier(name)) for name in _ANALYTICS_FIELDS
     )
@@ -245,7 +246,7 @@ def view_metrics(
         sql.SQL(
             "SELECT merchant_id, currency, {}, array_agg(agent_decisions) FROM {}"
             " GROUP BY merchant_id, currency"
-        ).format(sums, qualified(schema, "payment_metrics_minute"))
+        ).format(sums, qualified(analytics_schema(schema), "payment_metrics_minute"))
     ).fetchall()
     metrics = {}
     for merchant_id, currency, *numbers, decisions in rows:

@@ -45,7 +45,8 @@ from devstack.runtime import (
 )
 from devstack.streams import count_after, stream_source
 from handlers import bootstrap
-from projections.postgres.migrate import migrate
+from projections.postgres.migrate import migrate_database
+from projections.postgres.tables import analytics_schema
 
 DEFAULT_HOME = Path(".payledger")
 STATE_FILE = "local.json"
@@ -255,12 +256,14 @@ def _database_schema(config: RuntimeConfig) -> str:
 
 
 def _fresh_schema(database_url: str, schema: str) -> None:
-    """The views start empty, as the emulated AWS does: events of an earlier stack are gone."""
+    """The views and the analytics windows start empty, as the emulated AWS does: events of an
+    earlier stack are gone."""
     with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-        )
-        migrate(connection, schema)
+        for name in (schema, analytics_schema(schema)):
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+            )
+        migrate_database(connection, schema)
 
 
 def _start_runtime(home: Path, run: Path) -> None:

@@ -21,6 +21,7 @@ from handlers.bootstrap import (
 from ledger.dynamodb import DynamoDBEventStore
 from projections.postgres.analytics import PostgresWindowStore
 from projections.postgres.projection import PostgresProjection
+from projections.postgres.tables import analytics_schema
 
 
 def database_connector(database: DatabaseSettings) -> Callable[[], Any]:
@@ -82,4 +83,6 @@ def build_window_store(settings: AnalyticsSettings) -> PostgresWindowStore | Non
     """The analytics windows' tables, if this process has a database configured."""
     if settings.database is None:
         return None
-    return PostgresWindowStore(database_connector(settings.database), settings.database.schema)
+    return PostgresWindowStore(
+        database_connector(settings.database), analytics_schema(settings.database.schema)
+    )

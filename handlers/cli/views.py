@@ -48,23 +48,28 @@ def db_migrate(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Apply the pending SQL migrations (idempotent; refuses edited ones)."""
+    """Apply the pending SQL migrations (idempotent; refuses edited ones): the views into the
+    schema, the analytics windows into <schema>_analytics."""
     options = global_options(ctx)
     with reporting(options, json_output):
         from handlers.database import database_connector
-        from projections.postgres.migrate import migrate
+        from projections.postgres.migrate import migrate_database
 
         database = resolve_database()
         target = schema or database.schema
         with database_connector(database)() as connection:
-            applied = migrate(connection, target)
-        names = [f"{migration.version:04d}_{migration.name}" for migration in applied]
+            applied = migrate_database(connection, target)
+        names = {
+            name: [f"{migration.version:04d}_{migration.name}" for migration in migrations]
+            for name, migrations in applied.items()
+        }
         if json_output:
-            print_json({"schema": target, "applied": names})
-        else:
-            typer.echo(
-                f"{target}: applied {', '.join(names)}" if names else f"{target}: up to date"
+            print_json(
+                {"schemas": [{"schema": name, "applied": done} for name, done in names.items()]}
             )
+        else:
+            for name, done in names.items():
+                typer.echo(f"{name}: applied {', '.join(done)}" if done else f"{name}: up to date")
 
 
 @app.command("rebuild")

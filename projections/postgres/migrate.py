@@ -1,7 +1,13 @@
-"""Versioned SQL migrations of the PostgreSQL views, applied to one schema at a time.
+"""Versioned SQL migrations of the PostgreSQL schemas, applied to one schema at a time.
 
-The migrations are the files ``migrations/NNNN_name.sql`` (version ``NNNN``, 1, 2, 3… without
-gaps). They use unqualified names: ``migrate`` sets ``search_path`` to the target schema for each
+Two sets, each ``<set>/NNNN_name.sql`` (version ``NNNN``, 1, 2, 3… without gaps):
+- ``migrations/``: the views the stream projection writes, in the configured schema
+  (``DATABASE_SCHEMA``). A rebuild builds a fresh schema from the same files and may swap it in.
+- ``analytics_migrations/``: the analytics windows, in ``<schema>_analytics``
+  (``tables.analytics_schema``). Apart because a rebuild replaces the views' schema and the
+  windows cannot be rebuilt from the events (they count records by arrival on the Kinesis
+  stream): a swap must leave them where they are.
+The files use unqualified names: ``migrate`` sets ``search_path`` to the target schema for each
 one, so the same files build the live schema or a fresh one beside it (``payledger rebuild``).
 
 Guarantees:
@@ -29,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.domain.errors import LedgerError
-from projections.postgres.tables import check_schema_name, qualified
+from projections.postgres.tables import analytics_schema, check_schema_name, qualified
 
 # pg_advisory_lock(key1, key2): key1 names this lock family ("payl"), key2 the schema's hash.
 LOCK_FAMILY = 0x7061796C
@@ -55,9 +61,13 @@ class Migration:
         return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
 
 
-def load_migrations() -> tuple[Migration, ...]:
-    """The migrations shipped with this package, in version order."""
-    directory = resources.files("projections.postgres").joinpath("migrations")
+VIEWS_MIGRATIONS = "migrations"
+ANALYTICS_MIGRATIONS = "analytics_migrations"
+
+
+def load_migrations(directory_name: str = VIEWS_MIGRATIONS) -> tuple[Migration, ...]:
+    """The migrations of one set shipped with this package, in version order."""
+    directory = resources.files("projections.postgres").joinpath(directory_name)
     migrations = []
     for entry in directory.iterdir():
         match = _FILE_NAME.match(entry.name)
@@ -99,6 +109,18 @@ def migrate(
     finally:
         if not connection.closed:
             connection.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_FAMILY, schema))
+
+
+def migrate_database(
+    connection: psycopg.Connection[Any], schema: str
+) -> dict[str, list[Migration]]:
+    """Both sets: the views into ``schema``, the analytics windows into its analytics schema;
+    what was applied, per schema."""
+    analytics = analytics_schema(schema)
+    return {
+        schema: migrate(connection, schema),
+        analytics: migrate(connection, analytics, migrations=load_migrations(ANALYTICS_MIGRATIONS)),
+    }
 
 
 def recorded_migrations(connection: psycopg.Connection[Any], schema: str) -> dict[int, str]:

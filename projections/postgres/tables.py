@@ -134,6 +134,12 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
+def analytics_schema(schema: str) -> str:
+    """The schema of the analytics windows that go with the views in ``schema``
+    (``<schema>_analytics``; see ``migrate`` for why they live apart)."""
+    return check_schema_name(f"{schema}_analytics")
+
+
 def qualified(schema: str, name: str) -> sql.Identifier:
     return sql.Identifier(schema, name)
 

@@ -26,8 +26,10 @@ from handlers.database import build_window_store
 from ledger.envelope import RecordedEvent
 from projections.analytics import NUMBER_FIELDS, Figures, WindowKey, WindowRow
 from projections.postgres.analytics import AnalyticsStoreError, PostgresWindowStore
-from projections.postgres.tables import qualified
+from projections.postgres.migrate import ANALYTICS_MIGRATIONS, load_migrations, migrate
+from projections.postgres.tables import analytics_schema, qualified
 from tests.analytics_events import expected_rows, window_history
+from tests.integration.postgres.conftest import drop_schema, unique_schema_name
 from tests.kinesis_events import KinesisShard, change_record, window_event
 from tests.lambda_context import FakeLambdaContext
 
@@ -37,6 +39,16 @@ NOVEMBER = datetime(2026, 11, 30, 23, 58, tzinfo=UTC)
 DECEMBER = datetime(2026, 12, 1, 0, 1, tzinfo=UTC)
 SHARD_0, SHARD_1 = "shardId-000000000000", "shardId-000000000001"
 REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def schema(connection: psycopg.Connection[Any]) -> Iterator[str]:
+    """A fresh analytics schema (the analytics migrations, as ``db migrate`` applies them to
+    ``<schema>_analytics``), dropped at teardown."""
+    name = analytics_schema(unique_schema_name())
+    migrate(connection, name, migrations=load_migrations(ANALYTICS_MIGRATIONS))
+    yield name
+    drop_schema(connection, name)
 
 
 @pytest.fixture
@@ -267,11 +279,12 @@ def test_a_database_error_fails_the_invocation_and_the_store_reconnects(
     store.close()
 
 
-def test_the_store_is_wired_from_the_database_settings(postgres_url: str, schema: str) -> None:
+def test_the_store_is_wired_from_the_database_settings(postgres_url: str) -> None:
     assert build_window_store(AnalyticsSettings()) is None
-    store = build_window_store(AnalyticsSettings(DatabaseSettings(schema=schema, url=postgres_url)))
+    settings = AnalyticsSettings(DatabaseSettings(schema="views", url=postgres_url))
+    store = build_window_store(settings)
     assert isinstance(store, PostgresWindowStore)
-    assert store.schema == schema
+    assert store.schema == "views_analytics"  # beside the views, never replaced by a rebuild
 
 
 def test_without_a_database_the_function_says_so_once_at_start() -> None:

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from handlers import bootstrap, cli
 from ledger.dynamodb import DynamoDBEventStore
 from projections.postgres.checksums import table_checksums
+from projections.postgres.migrate import migrate_database
 from projections.postgres.projection import PostgresProjection, connect_url
-from projections.postgres.tables import qualified
+from projections.postgres.tables import analytics_schema, qualified
 from tests.integration.postgres.conftest import apply_all, batches, drop_schema, random_history
 
 
@@ -49,11 +50,22 @@ def test_migrate_is_idempotent(environment: dict[str, str], connection: Any) -> 
     try:
         first = run(fresh, "db", "migrate", "--json")
         assert first.exit_code == 0, first.output
-        assert json.loads(first.stdout)["applied"]
+        applied = json.loads(first.stdout)["schemas"]
+        assert [entry["schema"] for entry in applied] == [
+            "t_migrate_cli",
+            "t_migrate_cli_analytics",
+        ]
+        assert all(entry["applied"] for entry in applied)
         again = run(fresh, "db", "migrate", "--json")
-        assert json.loads(again.stdout) == {"schema": "t_migrate_cli", "applied": []}
+        assert json.loads(again.stdout) == {
+            "schemas": [
+                {"schema": "t_migrate_cli", "applied": []},
+                {"schema": "t_migrate_cli_analytics", "applied": []},
+            ]
+        }
     finally:
         drop_schema(connection, "t_migrate_cli")
+        drop_schema(connection, "t_migrate_cli_analytics")
 
 
 def test_migrate_without_a_database_uses_the_embedded_one(
@@ -62,7 +74,8 @@ def test_migrate_without_a_database_uses_the_embedded_one(
     monkeypatch.chdir(tmp_path)
     result = run({"PAYLEDGER_DATABASE_URL": ""}, "db", "migrate", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["schema"] == "payledger"
+    schemas = [entry["schema"] for entry in json.loads(result.stdout)["schemas"]]
+    assert schemas == ["payledger", "payledger_analytics"]
     assert (tmp_path / ".payledger" / "pg").is_dir()
 
 
@@ -83,6 +96,14 @@ def test_rebuild_compares_and_swaps(
     apply_all(live, batches(history.events(), 7))
     live.close()
     expected = table_checksums(connection, schema)
+    # The analytics windows beside the views count arrivals, which no replay reproduces.
+    migrate_database(connection, schema)
+    analytics = analytics_schema(schema)
+    connection.execute(
+        sql.SQL("CREATE TABLE {} AS SELECT 1 AS window_kept").format(
+            qualified(analytics, "kept_across_swaps")
+        )
+    )
 
     same = run(environment, "rebuild", "--source", "dynamodb", "--into", "t_rebuild_a", "--json")
     try:
@@ -107,11 +128,16 @@ def test_rebuild_compares_and_swaps(
         assert report["tables"]["postings"]["live_rows"] == expected["postings"].rows - 1
         assert report["swapped_out"].startswith(f"{schema}_replaced_")
         assert table_checksums(connection, schema) == expected
+        kept = sql.SQL("SELECT window_kept FROM {}").format(
+            qualified(analytics, "kept_across_swaps")
+        )
+        assert connection.execute(kept).fetchall() == [(1,)]
 
         taken = run(environment, "rebuild", "--into", "t_rebuild_a")
         assert taken.exit_code == 4, taken.output  # already_exists: never rebuilds over a schema
     finally:
         drop_schema(connection, "t_rebuild_a")
+        drop_schema(connection, analytics_schema(schema))
         row = connection.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{schema}_replaced_%",)
         ).fetchone()
