@@ -86,6 +86,7 @@ _CHANGE_OPTIONS = pj.ParseOptions(explicit_schema=CHANGE_SCHEMA, unexpected_fiel
 _PAYLOAD_OPTIONS = pj.ParseOptions(explicit_schema=_PAYLOAD, unexpected_field_behavior=_IGNORE)
 # ledger.decoding's canonical event timestamp, ASCII digits (RE2 syntax).
 _TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
+_INTEGER_WHOLE = f"^(?:{INTEGER_PATTERN})$"  # RE2: $ is the end of the text, never a newline
 _TIMESTAMP_UTC = pa.timestamp("us", tz="UTC")
 _TIMESTAMP = pa.timestamp("us")
 _EVENT_NAMES = pa.array(sorted(EVENT_NAMES))
@@ -158,8 +159,7 @@ def read_changes(text: pa.Buffer, count: int) -> Changes:
     table = parse_changes(text)
     if table.num_rows != count:
         raise NotColumnar("a record is not one JSON document")
-    names = table.column("eventName").combine_chunks()
-    change = table.column("dynamodb").combine_chunks()
+    names, change = _array(table.column("eventName")), _array(table.column("dynamodb"))
     keys = change.field("Keys")
     key_pk, key_sk = keys.field("pk").field("S"), keys.field("sk").field("N")
     created = change.field("ApproximateCreationDateTime")
@@ -293,8 +293,13 @@ def _read(text: pa.Buffer, options: pj.ParseOptions) -> pa.Table:
     return pj.read_json(pa.BufferReader(text), read_options=read, parse_options=options)
 
 
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    # One block, one chunk: taken as it is (combine_chunks would copy every string).
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _integers(texts: pa.Array) -> pa.Array:
-    return pc.match_substring_regex(texts, INTEGER_PATTERN)
+    return pc.match_substring_regex(texts, _INTEGER_WHOLE)
 
 
 def _all(mask: pa.Array) -> bool:

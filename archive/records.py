@@ -45,8 +45,8 @@ INT64_MIN = -(2**63)
 INT32_MAX = 2**31 - 1
 INT32_MIN = -(2**31)
 # A DynamoDB number as DynamoDB writes an integer; one form per value, so text equality is value
-# equality. The same pattern (RE2 syntax) is checked column-wise by archive.columnar.
-INTEGER_PATTERN = r"^(?:0|-?[1-9][0-9]*)$"
+# equality. Matched whole: here with fullmatch, by archive.columnar between RE2's ^ and $.
+INTEGER_PATTERN = r"0|-?[1-9][0-9]*"
 _INTEGER = re.compile(INTEGER_PATTERN)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # The string attributes of an event item (DESIGN §3); causation_id may be absent.
@@ -89,7 +89,7 @@ def check_image(image: Mapping[str, Any]) -> None:
         _attribute(image, name, "S", optional=False)
     for name in REQUIRED_NUMBERS:
         number = _attribute(image, name, "N", optional=False)
-        if number is None or not _INTEGER.match(number):
+        if number is None or not _INTEGER.fullmatch(number):
             raise UndecodableEventError(f"{name} {str(number)[:32]!r} is not an integer")
     for name in OPTIONAL_STRINGS:
         _attribute(image, name, "S", optional=True)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archive.columnar import decode_rows
+from archive.columnar import decode_rows, documents_text, parse_changes
 from archive.layout import batch_key
 from archive.parquet import encode
 from archive.writer import DecodedBatch, days_of, decode_batch, decode_records
@@ -174,46 +174,75 @@ def test_a_day_of_events_round_trips_and_chains_verify() -> None:
         )
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "unicode", "long payload", "no causation, no actor model", "several days",
-        "duplicates", "out of order", "modify and remove", "nul characters",
-        "one version twice",
-    ],
-)  # fmt: skip
+def _unicode() -> list[RecordedEvent]:
+    agent = Actor("agent", "agent-ü-😀", model="モデル", version="∞")
+    return [
+        _rehashed(HISTORY[0], actor=agent),
+        _rehashed(HISTORY[1], correlation_id="κόσμε", payload='{"merchant_id":"m-€","x":"😀"}'),
+    ]
+
+
+def _with_note(event: RecordedEvent, note: str) -> RecordedEvent:
+    payload = json.loads(event.payload) | {"description": note}
+    return _rehashed(event, payload=canonical_json(payload))
+
+
+def _plain(events: list[RecordedEvent]) -> tuple[list[Any], list[RecordedEvent], int, int]:
+    return _records(events), events, 0, 0
+
+
+# case -> (records, the events archived, duplicates, ignored records)
+HAND_MADE: dict[str, Any] = {
+    "unicode": lambda: _plain(_unicode()),
+    "long payload": lambda: _plain([_with_note(HISTORY[0], "é" * 30_000)]),
+    "no causation, no actor model": lambda: _plain(
+        [_rehashed(HISTORY[0], causation_id=None, actor=Actor("system", "settlement"))]
+    ),
+    "several days": lambda: _plain(HISTORY),
+    "nul characters": lambda: _plain(
+        [_rehashed(HISTORY[0], idempotency_key="k\x00", payload='{"note":"a\\u0000"}')]
+    ),
+    "duplicates": lambda: (_records(HISTORY[:12]) + _records(HISTORY[3:7]), HISTORY[:12], 4, 0),
+    "out of order": lambda: (
+        random.Random(3).sample(_records(HISTORY), len(HISTORY)),
+        HISTORY,
+        0,
+        0,
+    ),
+    "modify and remove": lambda: (
+        _records(HISTORY[:2], "MODIFY") + _records(HISTORY[:12]) + _records(HISTORY[2:4], "REMOVE"),
+        HISTORY[:12],
+        0,
+        4,
+    ),
+    "nothing but removes": lambda: (_records(HISTORY[:3], "REMOVE"), [], 0, 3),
+    # Arrow reads 4 MiB blocks: several chunks per column.
+    "beyond one JSON block": lambda: (
+        _records([_with_note(event, "x" * 32_000) for event in HISTORY] * 3),
+        [_with_note(event, "x" * 32_000) for event in HISTORY],
+        2 * len(HISTORY),
+        0,
+    ),
+    # Two events for one stream version: both kept, in arrival order.
+    "one version twice": lambda: (
+        _records([_rehashed(HISTORY[0], event_id="e-later"), HISTORY[0], HISTORY[1]]),
+        [_rehashed(HISTORY[0], event_id="e-later"), HISTORY[0], HISTORY[1]],
+        0,
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HAND_MADE))
 def test_hand_made_batches_decode_the_same_both_ways(case: str) -> None:
-    events = HISTORY[:12]
-    first = events[0]
-    if case == "unicode":
-        events = [
-            _rehashed(first, actor=Actor("agent", "agent-ü-😀", model="モデル", version="∞")),
-            _rehashed(events[1], correlation_id="κόσμε", payload='{"merchant_id":"m-€","x":"😀"}'),
-        ]
-    elif case == "long payload":
-        long = json.loads(first.payload) | {"description": "é" * 30_000}
-        events = [_rehashed(first, payload=canonical_json(long))]
-    elif case == "no causation, no actor model":
-        events = [_rehashed(first, causation_id=None, actor=Actor("system", "settlement"))]
-    elif case == "several days":
-        events = [event for event in HISTORY if event.recorded_at[:10] != first.recorded_at[:10]]
-    elif case == "nul characters":
-        events = [_rehashed(first, idempotency_key="k\x00", payload='{"note":"a\\u0000b"}')]
-    elif case == "one version twice":  # two events for one stream version: kept in arrival order
-        events = [_rehashed(first, event_id="e-later", correlation_id="c"), first, events[1]]
-    records = _records(events)
-    if case == "duplicates":
-        records += _records(events[3:7])
-    elif case == "out of order":
-        random.Random(3).shuffle(records)
-    elif case == "modify and remove":
-        records = _records(events[:2], "MODIFY") + records + _records(events[2:4], "REMOVE")
+    records, events, duplicates, ignored = HAND_MADE[case]()
     batch = _same_both_ways(records)
-    assert batch.duplicates == (4 if case == "duplicates" else 0)
-    assert batch.ignored == (4 if case == "modify and remove" else 0)
     assert _by_id(batch.events) == _by_id(events)
+    assert (batch.duplicates, batch.ignored) == (duplicates, ignored)
     if case == "one version twice":
         assert batch.events[:2] == events[:2]
+    if case == "beyond one JSON block":
+        assert parse_changes(documents_text(records)).column("dynamodb").num_chunks > 1
 
 
 # ── the archive's rule: payloads that fail the domain model are archived ────────────────────
@@ -320,6 +349,7 @@ REFUSED = {
     "a version beyond 64 bits": _keys_too("sk", "9223372036854775808"),
     "a version not in integer form": _keys_too("sk", "1.0"),
     "schema version beyond 32 bits": _image("schema_version", {"N": "2147483648"}),
+    "a number with a trailing newline": _image("schema_version", {"N": "1\n"}),
     "not a payment stream": _keys_too("pk", "refund#r-1"),
     "payload not an object": _image("payload", {"S": "[1]"}),
     "payload not JSON": _image("payload", {"S": "{not json"}),
