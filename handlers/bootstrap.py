@@ -19,6 +19,7 @@ from botocore.config import Config
 from archive.s3 import S3ArchiveStorage
 from ledger.domain.errors import LedgerError, NotFoundError
 from ledger.dynamodb import DynamoDBEventStore
+from ledger.s3 import S3DigestStore
 from ledger.service import PaymentService
 from projections.payment_state import PaymentStateProjection
 
@@ -28,6 +29,10 @@ EVENTS_TABLE_OUTPUT = "EventsTableName"
 # ``build_payment_state_projection`` refuses to run without it.
 PAYMENT_STATE_TABLE_VARIABLE = "PAYMENT_STATE_TABLE"
 PAYMENT_STATE_TABLE_OUTPUT = "PaymentStateTableName"
+# The Object Lock bucket digests are written to (DESIGN §8); only the digest function and the
+# verification commands need it.
+DIGEST_BUCKET_VARIABLE = "DIGEST_BUCKET"
+DIGEST_BUCKET_OUTPUT = "DigestBucketName"
 DATABASE_URL_VARIABLE = "PAYLEDGER_DATABASE_URL"
 DATABASE_SECRET_VARIABLE = "DATABASE_SECRET_ARN"  # noqa: S105 - a variable name
 DATABASE_HOST_VARIABLE = "DATABASE_HOST"  # RDS Proxy endpoint, with IAM authentication
@@ -71,6 +76,7 @@ class Settings:
     events_table: str
     payment_state_table: str | None = None
     database: DatabaseSettings | None = None
+    digest_bucket: str | None = None
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +89,7 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         events_table=table,
         payment_state_table=payment_state_table,
         database=database_settings(environ),
+        digest_bucket=environ.get(DIGEST_BUCKET_VARIABLE, "").strip() or None,
     )
 
 
@@ -131,6 +138,7 @@ def settings_from_stack(stack_name: str) -> Settings:
     return Settings(
         events_table=outputs[EVENTS_TABLE_OUTPUT],
         payment_state_table=outputs.get(PAYMENT_STATE_TABLE_OUTPUT),
+        digest_bucket=outputs.get(DIGEST_BUCKET_OUTPUT),
     )
 
 
@@ -173,6 +181,19 @@ def build_payment_state_reader(settings: Settings) -> PaymentStateProjection | N
     if settings.payment_state_table is None:
         return None
     return build_payment_state_projection(settings)
+
+
+# ── Verification: digests ──────────────────────────────────────────────────────────────────────
+
+
+def build_event_store(settings: Settings) -> DynamoDBEventStore:
+    return DynamoDBEventStore(aws_client("dynamodb"), settings.events_table)
+
+
+def build_digest_store(settings: Settings) -> S3DigestStore:
+    if settings.digest_bucket is None:
+        raise ConfigurationError(f"set {DIGEST_BUCKET_VARIABLE} (or pass --stack NAME)")
+    return S3DigestStore(aws_client("s3"), settings.digest_bucket)
 
 
 # ── analytics (handlers/analytics.py) ─────────────────────────────────────────────────────────

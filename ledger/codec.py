@@ -27,6 +27,8 @@ from ledger.envelope import GENESIS_HASH, RecordedEvent
 _encoder = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
+# What ``_encoder`` encodes every string with (the C implementation where there is one).
+_string = json.encoder.encode_basestring
 
 
 def canonical_json(value: Any) -> str:
@@ -50,6 +52,10 @@ def _refuse_floats(value: Any) -> None:
 
 def hash_document(event: RecordedEvent) -> dict[str, Any]:
     """The exact document the chain hashes: the whole event but its own ``hash``."""
+    return _hash_fields(event, json.loads(event.payload))
+
+
+def _hash_fields(event: RecordedEvent, payload: Any) -> dict[str, Any]:
     return {
         "stream_id": event.stream_id,
         "version": event.version,
@@ -63,9 +69,17 @@ def hash_document(event: RecordedEvent) -> dict[str, Any]:
         "causation_id": event.causation_id,
         "idempotency_key": event.idempotency_key,
         "request_digest": event.request_digest,
-        "payload": json.loads(event.payload),
+        "payload": payload,
         "prev_hash": event.prev_hash,
     }
+
+
+def _refuse_number(text: str) -> Any:
+    raise ValidationError(f"floats are not allowed in events (found {text[:32]})")
+
+
+# One decoder for every payload (``json.loads`` with hooks builds a new one per call).
+_payload_decoder = json.JSONDecoder(parse_float=_refuse_number, parse_constant=_refuse_number)
 
 
 def chain_hash(prev_hash: str, document: dict[str, Any]) -> str:
@@ -74,7 +88,54 @@ def chain_hash(prev_hash: str, document: dict[str, Any]) -> str:
 
 
 def event_hash(event: RecordedEvent) -> str:
-    return chain_hash(event.prev_hash, hash_document(event))
+    """``chain_hash(event.prev_hash, hash_document(event))``, computed faster, for every chain
+    verification: floats (and NaN, Infinity) are refused while the payload is parsed, so nothing
+    walks the document; only the payload is re-encoded canonically, and the document's text is
+    assembled around it in key order, each string encoded by the very function the encoder uses.
+    """
+    payload = _payload_decoder.decode(event.payload)
+    actor = event.actor
+    parts = [
+        event.prev_hash,
+        '{"actor":{"id":',
+        _string(actor.id),
+        ',"kind":',
+        _string(actor.kind),
+    ]
+    if actor.model is not None:
+        parts += [',"model":', _string(actor.model)]
+    if actor.version is not None:
+        parts += [',"version":', _string(actor.version)]
+    parts += [
+        '},"causation_id":',
+        "null" if event.causation_id is None else _string(event.causation_id),
+        ',"correlation_id":',
+        _string(event.correlation_id),
+        ',"event_id":',
+        _string(event.event_id),
+        ',"event_type":',
+        _string(event.event_type),
+        ',"idempotency_key":',
+        _string(event.idempotency_key),
+        ',"occurred_at":',
+        _string(event.occurred_at),
+        ',"payload":',
+        _encoder.encode(payload),
+        ',"prev_hash":',
+        _string(event.prev_hash),
+        ',"recorded_at":',
+        _string(event.recorded_at),
+        ',"request_digest":',
+        _string(event.request_digest),
+        ',"schema_version":',
+        int.__repr__(event.schema_version),
+        ',"stream_id":',
+        _string(event.stream_id),
+        ',"version":',
+        int.__repr__(event.version),
+        "}",
+    ]
+    return hashlib.sha256("".join(parts).encode("utf-8")).hexdigest()
 
 
 def verify_chain(events: Iterable[RecordedEvent], *, prev_hash: str = GENESIS_HASH) -> str:

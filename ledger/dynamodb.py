@@ -20,24 +20,30 @@ Errors, in order of precedence:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ledger.domain.errors import ConcurrencyError, LimitExceededError
+from ledger.domain.errors import ConcurrencyError, LimitExceededError, UndecodableEventError
 from ledger.domain.limits import STREAM_EVENTS_MAX
 from ledger.envelope import ACTOR_KINDS, Actor, RecordedEvent
-from ledger.store import EventStore, check_append_batch
+from ledger.store import STORED_EVENTS_MAX, EventStore, check_append_batch
+from ledger.verification import StoredEvent
 
 Item = dict[str, Any]
 """A DynamoDB item in the low-level AttributeValue format, e.g. ``{"pk": {"S": "payment#…"}}``."""
 
 TRANSACT_WRITE_ITEMS_MAX = 100
+BATCH_GET_ITEM_KEYS_MAX = 100  # DynamoDB's limit per BatchGetItem request
+BATCH_GET_RETRIES_MAX = 5
+BATCH_GET_BACKOFF_BASE_S = 0.05
 # A Query page stops at 1 MB and an item is at most 400 KB, so every page that is not the last
 # holds at least 2 items: this bounds the pages a load of ``limit + 1`` items can take.
 _QUERY_PAGE_ITEMS_MIN = 2
+_STORED_PAGES_MAX = 10_000
 _NEW_ITEM_CONDITION = "attribute_not_exists(pk)"
 # Codes meaning "another writer has (or is writing) this key": a PutItem error code, or a
 # cancellation reason of one item of a TransactWriteItems.
@@ -51,9 +57,12 @@ class DynamoDBEventStore(EventStore):
     ``client`` is a boto3 low-level DynamoDB client, created once per process by the caller.
     """
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(
+        self, client: Any, table_name: str, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._client = client
         self._table_name = table_name
+        self._sleep = sleep
 
     def load(
         self, stream_id: str, *, version_max: int | None = None, limit: int = STREAM_EVENTS_MAX
@@ -103,25 +112,123 @@ class DynamoDBEventStore(EventStore):
             ),
         )
 
+    def events_at(
+        self, positions: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], RecordedEvent]:
+        """One eventually consistent BatchGetItem per 100 positions (half the read units of a
+        strongly consistent read; events never change once written). Keys DynamoDB leaves
+        unprocessed are retried ``BATCH_GET_RETRIES_MAX`` times, then left out like missing ones."""
+        found: dict[tuple[str, int], RecordedEvent] = {}
+        unique = sorted(set(positions))
+        for start in range(0, len(unique), BATCH_GET_ITEM_KEYS_MAX):
+            keys: list[Item] = [
+                {"pk": {"S": stream_id}, "sk": {"N": str(version)}}
+                for stream_id, version in unique[start : start + BATCH_GET_ITEM_KEYS_MAX]
+            ]
+            for attempt in range(BATCH_GET_RETRIES_MAX + 1):
+                if attempt:
+                    self._sleep(BATCH_GET_BACKOFF_BASE_S * 2 ** (attempt - 1))
+                response = _call(
+                    self._client.batch_get_item,
+                    self._table_name,
+                    RequestItems={self._table_name: {"Keys": keys, "ConsistentRead": False}},
+                )
+                for item in response["Responses"].get(self._table_name, []):
+                    event = item_to_event(item)
+                    found[(event.stream_id, event.version)] = event
+                keys = response.get("UnprocessedKeys", {}).get(self._table_name, {}).get("Keys", [])
+                if not keys:
+                    break
+        return found
+
+    def all_stream_ids(self) -> set[str]:
+        """One paginated keys-only Scan of every item (a Scan is billed for the items it reads,
+        so this costs what ``stream_ids`` costs), seeing streams whose version 1 is gone."""
+        return {
+            item["pk"]["S"]
+            for item in self._scan({"ProjectionExpression": "pk", "ConsistentRead": True})
+        }
+
+    def stored_events(self, stream_id: str) -> list[StoredEvent]:
+        """Every item of the stream (strongly consistent Query), decoded where it can be."""
+        arguments: dict[str, Any] = {
+            "TableName": self._table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": stream_id}},
+            "ConsistentRead": True,
+        }
+        stored: list[StoredEvent] = []
+        for _ in range(_STORED_PAGES_MAX):
+            response = _call(self._client.query, self._table_name, **arguments)
+            stored.extend(self._stored_event(item) for item in response["Items"])
+            if len(stored) > STORED_EVENTS_MAX:
+                raise LimitExceededError(
+                    f"stream {stream_id} holds more than {STORED_EVENTS_MAX} items"
+                )
+            start_key = response.get("LastEvaluatedKey")
+            if start_key is None:
+                return stored
+            arguments["ExclusiveStartKey"] = start_key
+        raise RuntimeError(f"Query on {self._table_name} for {stream_id} did not finish")
+
+    def events_with(
+        self, *, event_id: str | None = None, correlation_id: str | None = None, limit: int
+    ) -> list[RecordedEvent]:
+        """One paginated, eventually consistent Scan with the filter pushed down, stopping once
+        ``limit`` events matched. It reads (and is billed for) the whole table in the worst case:
+        about 1 read unit per 8 KB of events, e.g. ~130,000 units for 1 GB; a GSI would instead
+        add a write unit to every append, forever, for a question asked while debugging."""
+        assert (event_id is None) != (correlation_id is None), "exactly one filter"
+        name, value = (
+            ("event_id", event_id) if event_id is not None else ("correlation_id", correlation_id)
+        )
+        found: list[RecordedEvent] = []
+        arguments = {
+            "FilterExpression": "#attribute = :value",
+            "ExpressionAttributeNames": {"#attribute": name},
+            "ExpressionAttributeValues": {":value": {"S": value}},
+        }
+        for item in self._scan(arguments):
+            try:
+                found.append(item_to_event(item))
+            except (KeyError, TypeError, ValueError, AssertionError) as exc:
+                raise UndecodableEventError(
+                    f"{item['pk']['S']} version {item['sk']['N']} is not an event: {exc!r}"
+                ) from exc
+            if len(found) >= limit:
+                break
+        return found
+
+    def _scan(self, arguments: dict[str, Any]) -> Iterator[Item]:
+        arguments = {"TableName": self._table_name, **arguments}
+        while True:
+            response = _call(self._client.scan, self._table_name, **arguments)
+            yield from response["Items"]
+            start_key = response.get("LastEvaluatedKey")
+            if start_key is None:
+                return
+            arguments["ExclusiveStartKey"] = start_key
+
+    def _stored_event(self, item: Item) -> StoredEvent:
+        version = int(item["sk"]["N"])
+        location = f"dynamodb://{self._table_name}"
+        try:
+            return StoredEvent(version, item_to_event(item), location)
+        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+            return StoredEvent(version, None, location, f"not an event item: {exc!r}")
+
     def stream_ids(self) -> Iterator[str]:
         """One paginated, strongly consistent Scan returning only the keys of version 1 items
         (every stream has exactly one). It reads the whole table: for rebuilds, not for
         request paths."""
-        arguments: dict[str, Any] = {
-            "TableName": self._table_name,
+        arguments = {
             "ProjectionExpression": "pk",
             "FilterExpression": "sk = :first",
             "ExpressionAttributeValues": {":first": {"N": "1"}},
             "ConsistentRead": True,
         }
-        while True:
-            response = _call(self._client.scan, self._table_name, **arguments)
-            for item in response["Items"]:
-                yield item["pk"]["S"]
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None:
-                return
-            arguments["ExclusiveStartKey"] = start_key
+        for item in self._scan(arguments):
+            yield item["pk"]["S"]
 
 
 def event_to_item(event: RecordedEvent) -> Item:

@@ -31,7 +31,14 @@ from ledger.domain.money import format_amount
 from ledger.domain.payment import Command, PaymentState, decide, evolve
 from ledger.domain.timestamps import format_timestamp, parse_timestamp
 from ledger.domain.validation import check_id, check_text, reject_pans
-from ledger.envelope import ACTOR_KINDS, GENESIS_HASH, Actor, RecordedEvent, payment_stream_id
+from ledger.envelope import (
+    ACTOR_KINDS,
+    GENESIS_HASH,
+    Actor,
+    RecordedEvent,
+    payment_id_of,
+    payment_stream_id,
+)
 from ledger.store import EventStore
 
 RETRIES_MAX = 5
@@ -146,6 +153,20 @@ def replay_steps(events: Sequence[RecordedEvent]) -> list[tuple[RecordedEvent, P
     return steps
 
 
+def recorded_by(events: Sequence[RecordedEvent], as_of: str) -> list[RecordedEvent]:
+    """The leading run of a stream's ``events`` recorded at or before ``as_of`` (ISO-8601):
+    writers' clocks may disagree, and a later version stamped earlier must not leave a gap in
+    the history being folded. ``NotFoundError`` if the payment did not exist yet."""
+    cutoff = parse_timestamp(as_of)
+    recorded = 0
+    while recorded < len(events) and parse_timestamp(events[recorded].recorded_at) <= cutoff:
+        recorded += 1
+    if not recorded:
+        name = payment_id_of(events[0].stream_id) if events else "?"
+        raise NotFoundError(f"payment {name} did not exist at {as_of}")
+    return list(events[:recorded])
+
+
 class PaymentService:
     def __init__(
         self,
@@ -209,17 +230,7 @@ class PaymentService:
         """The payment after ``version_max`` or as recorded at ``as_of`` (default: now)."""
         events = self.load(payment_id, version_max=version_max)
         if as_of is not None:
-            cutoff = parse_timestamp(as_of)
-            # The leading run recorded by then: writers' clocks may disagree, and a later
-            # version stamped earlier must not leave a gap in the history being folded.
-            recorded = 0
-            while (
-                recorded < len(events) and parse_timestamp(events[recorded].recorded_at) <= cutoff
-            ):
-                recorded += 1
-            events = events[:recorded]
-            if not events:
-                raise NotFoundError(f"payment {payment_id} did not exist at {as_of}")
+            events = recorded_by(events, as_of)
         snapshot = fold(events)
         assert snapshot is not None
         return snapshot

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ledger.domain.limits import EVENTS_PER_APPEND_MAX, STREAM_EVENTS_MAX
 from ledger.envelope import RecordedEvent
+from ledger.verification import StoredEvent
+
+# Verification reads streams whole, even past the limit appends keep to: a stream that grew
+# beyond it is itself something to see. Bounded all the same.
+STORED_EVENTS_MAX = 10 * STREAM_EVENTS_MAX
 
 
 class EventStore(ABC):
@@ -36,6 +41,55 @@ class EventStore(ABC):
     def stream_ids(self) -> Iterable[str]:
         """Every stream id, each once, in no particular order (to rebuild projections: the
         change feed is the table's stream, not a global log kept here)."""
+
+    def events_at(
+        self, positions: Sequence[tuple[str, int]]
+    ) -> Mapping[tuple[str, int], RecordedEvent]:
+        """The events at (stream id, version) ``positions`` that exist (missing ones are left
+        out). Events are immutable, so a backend may read them eventually consistently: an event
+        written a moment ago may be missing. This default loads each stream once."""
+        found: dict[tuple[str, int], RecordedEvent] = {}
+        wanted: dict[str, set[int]] = {}
+        for stream_id, version in positions:
+            wanted.setdefault(stream_id, set()).add(version)
+        for stream_id, versions in wanted.items():
+            for event in self.load(stream_id, version_max=min(max(versions), STREAM_EVENTS_MAX)):
+                if event.version in versions:
+                    found[(stream_id, event.version)] = event
+        return found
+
+    def all_stream_ids(self) -> Iterable[str]:
+        """Every stream id with any event (``stream_ids`` may rely on version 1 being there)."""
+        return self.stream_ids()
+
+    def stored_events(self, stream_id: str) -> list[StoredEvent]:
+        """Every item of ``stream_id`` in version order, each decoded if it can be: what
+        verification reads (``load`` raises on the first item that is not an event)."""
+        return [
+            StoredEvent(event.version, event)
+            for event in self.load(stream_id, limit=STORED_EVENTS_MAX)
+        ]
+
+    def events_with(
+        self, *, event_id: str | None = None, correlation_id: str | None = None, limit: int
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events with this event id or correlation id, in no particular order.
+
+        The tables are keyed by stream and version, so this reads everything (a backend pushes
+        the filter down where it can); it is for people debugging and auditing, never for a
+        request path. This default loads every stream."""
+        assert (event_id is None) != (correlation_id is None), "exactly one filter"
+        found: list[RecordedEvent] = []
+        for stream_id in self.stream_ids():
+            for event in self.load(stream_id, limit=STORED_EVENTS_MAX):
+                if event_id in (None, event.event_id) and correlation_id in (
+                    None,
+                    event.correlation_id,
+                ):
+                    found.append(event)
+                    if len(found) >= limit:
+                        return found
+        return found
 
 
 def check_append_batch(events: Sequence[RecordedEvent]) -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast, get_args
@@ -48,7 +48,14 @@ from ledger.domain.errors import ChainBrokenError, LedgerError
 from ledger.domain.events import RiskDecision
 from ledger.domain.payment import STATUSES, PaymentState, Status, evolve
 from ledger.domain.validation import check_id
-from ledger.envelope import GENESIS_HASH, PAYMENT_STREAM_PREFIX, RecordedEvent, payment_id_of
+from ledger.envelope import (
+    GENESIS_HASH,
+    PAYMENT_STREAM_PREFIX,
+    RecordedEvent,
+    payment_id_of,
+    payment_stream_id,
+)
+from ledger.merkle import Head
 from ledger.service import PaymentSnapshot, fold
 from ledger.store import EventStore
 from projections.core import ApplyResult
@@ -201,6 +208,48 @@ class PaymentStateProjection:
         raise RuntimeError(
             f"Query on {self._table_name} did not finish in {_QUERY_PAGES_MAX} pages"
         )
+
+    @property
+    def location(self) -> str:
+        return f"dynamodb://{self._table_name}"
+
+    def heads(self) -> Iterator[Head]:
+        """Every projected payment's chain head (``version``, ``head_hash``), for digests.
+
+        One paginated, eventually consistent Scan returning three attributes (DynamoDB bills the
+        whole items read all the same: about one read unit per 8 KB of items). A head a moment
+        stale is still a real chain point; the digest confirms each new one against the events.
+        """
+        projection = {
+            "ProjectionExpression": "payment_id, #version, head_hash",
+            "ExpressionAttributeNames": {"#version": "version"},
+        }
+        for item in self._scan(projection):
+            yield Head(
+                payment_stream_id(item["payment_id"]["S"]),
+                int(item["version"]["N"]),
+                item["head_hash"]["S"],
+            )
+
+    def snapshots(self) -> Iterator[tuple[str, PaymentSnapshot | None]]:
+        """Every item: its payment id and snapshot, or None when the item is not one (one
+        paginated, strongly consistent Scan), for verification."""
+        for item in self._scan({"ConsistentRead": True}):
+            try:
+                snapshot: PaymentSnapshot | None = item_to_snapshot(item)
+            except (KeyError, TypeError, ValueError, AssertionError):
+                snapshot = None
+            yield item["payment_id"]["S"], snapshot
+
+    def _scan(self, arguments: dict[str, Any]) -> Iterator[Item]:
+        arguments = {"TableName": self._table_name, **arguments}
+        while True:
+            response = self._call(self._client.scan, **arguments)
+            yield from response["Items"]
+            start_key = response.get("LastEvaluatedKey")
+            if start_key is None:
+                return
+            arguments["ExclusiveStartKey"] = start_key
 
     # ── Folding ─────────────────────────────────────────────────────────────────────────────
 

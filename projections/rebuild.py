@@ -1,5 +1,8 @@
 """Rebuild the PostgreSQL views from the event history into a fresh schema, compare, swap.
 
+The history comes from a ``StreamSource``: the events table (``StoreStreams``) or the Parquet
+archive; the rebuild does not care which, so both get the same projection, compare and swap.
+
 The events go through the very ``PostgresProjection`` the stream Lambda uses, in batches of
 ``batch_events``, so a rebuilt schema is what live projection of the same history produces.
 Comparison is per table: row count and checksum (``projections.postgres.checksums``). A swap
@@ -13,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -84,17 +87,46 @@ def default_rebuild_schema(live_schema: str, now: datetime | None = None) -> str
     return check_schema_name(f"{live_schema}_rebuild_{moment}")
 
 
+class StreamSource(Protocol):
+    """Where a rebuild reads the history from."""
+
+    def streams(self) -> Iterable[Sequence[RecordedEvent]]:
+        """Every stream's events, each stream whole (versions 1..n) and in version order."""
+        ...
+
+
+class StoreStreams:
+    """The streams of an ``EventStore`` (the events table): listed with one Scan, loaded in
+    parallel (one Query each) with at most ``LOADS_AHEAD_MAX`` loads in flight, so memory stays
+    bounded whatever the table size."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def streams(self) -> Iterator[list[RecordedEvent]]:
+        with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
+            pending: deque[Future[list[RecordedEvent]]] = deque()
+            for stream_id in self.store.stream_ids():
+                pending.append(pool.submit(self.store.load, stream_id))
+                if len(pending) >= LOADS_AHEAD_MAX:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+
 def rebuild_postgres(
-    store: EventStore,
+    source: StreamSource,
     connect: Connect,
     *,
     live_schema: str,
     into_schema: str,
+    events: EventStore | None = None,
     batch_events: int = BATCH_EVENTS,
     progress: Progress | None = None,
 ) -> RebuildReport:
-    """Replay every stream of ``store`` into the new schema ``into_schema`` and compare it with
-    ``live_schema`` (which may not exist yet: then every table differs)."""
+    """Replay every stream of ``source`` into the new schema ``into_schema`` and compare it
+    with ``live_schema`` (which may not exist yet: then every table differs). ``events`` is the
+    event store the projection fills gaps from, if any."""
     check_schema_name(live_schema)
     check_schema_name(into_schema)
     assert batch_events > 0, batch_events
@@ -104,9 +136,9 @@ def rebuild_postgres(
         if _schema_exists(connection, into_schema):
             raise AlreadyExistsError(f"schema {into_schema} already exists: rebuild into a new one")
         migrate(connection, into_schema)
-    projection = PostgresProjection(connect, into_schema, events=store)
+    projection = PostgresProjection(connect, into_schema, events=events)
     try:
-        for batch, streams in _batches(_streams(store), batch_events):
+        for batch, streams in _batches(source.streams(), batch_events):
             result = projection.apply(batch)
             report.failures.extend(result.failures.values())
             report.streams += streams
@@ -151,19 +183,6 @@ def _schema_exists(connection: psycopg.Connection[Any], schema: str) -> bool:
         "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,)
     ).fetchone()
     return bool(row and row[0])
-
-
-def _streams(store: EventStore) -> Iterator[list[RecordedEvent]]:
-    """Every stream's events, in listing order, loaded in parallel (one Query each) with at
-    most ``LOADS_AHEAD_MAX`` loads in flight, so memory stays bounded whatever the table size."""
-    with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
-        pending: deque[Future[list[RecordedEvent]]] = deque()
-        for stream_id in store.stream_ids():
-            pending.append(pool.submit(store.load, stream_id))
-            if len(pending) >= LOADS_AHEAD_MAX:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def _batches(

@@ -1,5 +1,5 @@
-"""The ``payledger`` command line (typer + rich): payment commands, history, replay, demo, the
-archive and auditors' queries.
+"""The ``payledger`` command line (typer + rich): payment commands, history, replay, trace,
+demo, the archive and auditors' queries, digests, proofs and verification.
 
 Resources come from the composition root: ``EVENTS_TABLE`` (and boto3's own ``AWS_ENDPOINT_URL``)
 or, with ``--stack NAME``, the outputs of a deployed stack. ``--json`` prints documents for
@@ -15,15 +15,16 @@ machines; failures then print ``{"error": {"code", "message"}}`` on stdout, othe
 | 3    | rule violation: invalid_transition, capture_exceeds_authorized, currency_mismatch…  |
 | 4    | conflict: idempotency_conflict, concurrency_conflict, already_exists                |
 | 5    | not_found                                                                           |
+| 6    | verification failed: verify found problems, a proof does not verify                 |
 """
 
 from __future__ import annotations
 
 # Importing a command module registers its commands on ``app``.
-from handlers.cli import archive, demo, history, pay, views
+from handlers.cli import archive, demo, history, pay, verify, views
 from handlers.cli.common import app
 
-__all__ = ["app", "archive", "demo", "history", "main", "pay", "views"]
+__all__ = ["app", "archive", "demo", "history", "main", "pay", "verify", "views"]
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ EXIT_CODES_HELP = (
     "2 invalid input (validation_error, pan_detected, limit_exceeded, usage); "
     "3 rule violation (invalid_transition, capture_exceeds_authorized, refund_exceeds_captured, "
     "currency_mismatch, hold_expired, hold_not_expired); "
-    "4 conflict (idempotency_conflict, concurrency_conflict, already_exists); 5 not_found."
+    "4 conflict (idempotency_conflict, concurrency_conflict, already_exists); 5 not_found; "
+    "6 verification failed (verify found problems, a proof does not verify)."
 )
 UNEXPECTED_ERROR_CODE = "unexpected_error"
 

@@ -34,7 +34,7 @@ def history_table(events: Sequence[RecordedEvent]) -> Table:
             event.recorded_at,
             event.event_type,
             Text(_actor_text(event.actor)),
-            Text(f"{_short(event.correlation_id)} / {_short(event.causation_id or '-')}"),
+            Text(_why(event)),
             _event_amount(event),
             event.hash[:_HASH_CHARS_SHOWN],
         )
@@ -65,25 +65,74 @@ _HASH_CHARS_SHOWN = 12
 
 
 def replay_table(steps: Sequence[tuple[RecordedEvent, PaymentSnapshot]]) -> Table:
-    """One row per event: the payment's state after it, fields changed by it in bold yellow."""
+    """One row per event: who, when and why, then the payment's state after it, the fields the
+    event changed in bold yellow."""
     title = f"payment {steps[0][1].state.payment_id} replayed" if steps else "replay"
     table = Table(title=title, title_justify="left")
     table.add_column("v", justify="right")
+    table.add_column("recorded at", no_wrap=True)
     table.add_column("event")
+    table.add_column("actor")
+    table.add_column("correlation / causation")
     for header, _ in _REPLAY_COLUMNS:
         table.add_column(header, justify="left" if header in ("status", "risk") else "right")
-    previous: dict[str, Any] | None = None  # the first event sets every field: nothing to mark
+    previous: dict[str, Any] | None = None
     for event, snapshot in steps:
         current = snapshot.to_dict()
+        # The first event sets every field: nothing to mark.
+        changed = set(changed_fields(previous, current)) if previous else set()
         cells = [
-            Text(
-                _replay_value(current, field),
-                style="bold yellow" if previous and previous[field] != current[field] else "",
-            )
+            Text(_replay_value(current, field), style="bold yellow" if field in changed else "")
             for _, field in _REPLAY_COLUMNS
         ]
-        table.add_row(str(event.version), event.event_type, *cells)
+        table.add_row(
+            str(event.version),
+            event.recorded_at,
+            event.event_type,
+            Text(_actor_text(event.actor)),
+            Text(_why(event)),
+            *cells,
+        )
         previous = current
+    return table
+
+
+# Fields every event moves: not worth calling out as changed.
+_BOOKKEEPING_FIELDS = frozenset({"version", "head_hash", "updated_at", "created_at"})
+
+
+def changed_fields(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """The payment fields an event changed (for the first event: every field it set)."""
+    return [
+        name
+        for name, value in current.items()
+        if name not in _BOOKKEEPING_FIELDS
+        and (value != previous.get(name) if previous is not None else value not in (None, 0))
+    ]
+
+
+def trace_table(
+    correlation_id: str, steps: Sequence[tuple[RecordedEvent, PaymentSnapshot]]
+) -> Table:
+    """Every event of one flow across payments, in order: who acted, on what, caused by what."""
+    table = Table(title=f"flow {correlation_id}", title_justify="left")
+    table.add_column("recorded at", no_wrap=True)
+    table.add_column("payment")
+    table.add_column("v", justify="right")
+    table.add_column("event")
+    table.add_column("actor")
+    table.add_column("event id / caused by")
+    table.add_column("status after")
+    for event, snapshot in steps:
+        table.add_row(
+            event.recorded_at,
+            payment_id_of(event.stream_id),
+            str(event.version),
+            event.event_type,
+            Text(_actor_text(event.actor)),
+            Text(f"{_short(event.event_id)} / {_short(event.causation_id or '-')}"),
+            snapshot.state.status,
+        )
     return table
 
 
@@ -147,6 +196,10 @@ def _actor_text(actor: Actor) -> str:
     text = f"{actor.kind}:{actor.id}"
     details = " ".join(part for part in (actor.model, actor.version) if part)
     return f"{text} ({details})" if details else text
+
+
+def _why(event: RecordedEvent) -> str:
+    return f"{_short(event.correlation_id)} / {_short(event.causation_id or '-')}"
 
 
 def _short(identifier: str) -> str:

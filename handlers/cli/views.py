@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from handlers.cli import common
+from handlers.cli.archive import ArchiveDirOption, archive_storage
 from handlers.cli.common import (
     JsonOption,
     app,
@@ -25,7 +27,8 @@ from handlers.cli.common import (
 from ledger.domain.errors import EXIT_OTHER
 
 if TYPE_CHECKING:
-    from projections.rebuild import RebuildReport
+    from ledger.store import EventStore
+    from projections.rebuild import RebuildReport, StreamSource
 
 db_app = typer.Typer(help="The PostgreSQL views' schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -33,6 +36,7 @@ app.add_typer(db_app, name="db")
 
 class RebuildSource(StrEnum):
     dynamodb = "dynamodb"
+    archive = "archive"
 
 
 @db_app.command("migrate")
@@ -81,6 +85,7 @@ def rebuild(
     swap: Annotated[
         bool, typer.Option("--swap", help="Make the rebuilt schema the live one.")
     ] = False,
+    archive_dir: ArchiveDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Replay every event through the projection into a fresh schema, compare it with the live
@@ -91,12 +96,17 @@ def rebuild(
         from projections.rebuild import default_rebuild_schema, rebuild_postgres, swap_schemas
 
         database = resolve_database()
-        store = common.service_factory(options.stack).store
+        source_streams, events = _rebuild_source(options, source, archive_dir)
         connect = database_connector(database)
         target = into or default_rebuild_schema(database.schema)
         with _rebuild_progress(json_output) as progress:
             report = rebuild_postgres(
-                store, connect, live_schema=database.schema, into_schema=target, progress=progress
+                source_streams,
+                connect,
+                live_schema=database.schema,
+                into_schema=target,
+                events=events,
+                progress=progress,
             )
         if swap and not report.failures:
             report.swapped_out = swap_schemas(
@@ -108,6 +118,21 @@ def rebuild(
             Console().print(rebuild_table(report))
         if report.failures:
             raise typer.Exit(EXIT_OTHER)
+
+
+def _rebuild_source(
+    options: common.GlobalOptions, source: RebuildSource, archive_dir: Path | None
+) -> tuple[StreamSource, EventStore | None]:
+    """The streams to replay and the event store gaps are filled from (none for the archive:
+    its streams are whole, and it must not need the events table)."""
+    from projections.rebuild import StoreStreams
+
+    if source is RebuildSource.archive:
+        from archive.reader import ArchiveReader
+
+        return ArchiveReader(archive_storage(options, archive_dir)), None
+    store = common.service_factory(options.stack).store
+    return StoreStreams(store), store
 
 
 @contextmanager

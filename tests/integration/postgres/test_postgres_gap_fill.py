@@ -32,7 +32,7 @@ from ledger.store import EventStore
 from projections.postgres.checksums import TableChecksum, table_checksums
 from projections.postgres.projection import PostgresProjection, connect_url
 from projections.postgres.tables import qualified
-from projections.rebuild import rebuild_postgres, swap_schemas
+from projections.rebuild import StoreStreams, rebuild_postgres, swap_schemas
 from tests.integration.postgres.conftest import (
     History,
     apply_all,
@@ -425,7 +425,9 @@ def test_events_written_between_a_rebuild_scan_and_the_swap_are_filled(
     connect = connect_url(postgres_url)
     retired = None
     try:
-        report = rebuild_postgres(table, connect, live_schema=schema, into_schema=rebuilt)
+        report = rebuild_postgres(
+            StoreStreams(table), connect, live_schema=schema, into_schema=rebuilt, events=table
+        )
         assert report.identical
         for event in between:
             table.append([event])
