@@ -20,15 +20,30 @@ PYTEST_WORKERS ?= 0
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
+# Tools whose pins conflict with ours get a venv of their own under .cache/ (which sam build
+# never copies), installed from their fully pinned requirements file.
+TOOLS := .cache/venvs
+CHECKOV_ENV := $(TOOLS)/checkov
+CHECKOV_STAMP := $(CHECKOV_ENV)/.installed
+SAM_ENV := $(TOOLS)/sam-cli
+SAM_STAMP := $(SAM_ENV)/.installed
+# The SAM CLI runs on the functions' runtime, Python 3.12: the first python3.12 on PATH or under
+# pyenv that really is 3.12 (a pyenv shim for a version not selected fails and is passed over).
+PYTHON312 ?= $(shell for candidate in $$(command -v python3.12) \
+    $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12.*/bin/python3.12; do \
+    "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null \
+    && { echo "$$candidate"; break; }; done)
+
 .DEFAULT_GOAL := test
-.PHONY: demo test bench lint fmt clean
+.PHONY: demo test bench lint fmt clean checkov-env sam-check
 
 demo: $(INSTALLED)
 	$(BIN)/payledger demo
 
-# Lint first: a failing check stops the run before the tests.
-test: lint
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+# Lint first: a failing check stops the run before the tests. The template test runs checkov
+# from its own venv and fails (not skips) when it is missing.
+test: lint $(CHECKOV_STAMP)
+	PAYLEDGER_REQUIRE_CHECKOV=1 $(BIN)/pytest -n $(PYTEST_WORKERS)
 
 # Every bench/*.py script (helpers named _*.py are skipped); stops at the first that fails.
 bench: $(INSTALLED)
@@ -60,11 +75,65 @@ fmt: $(INSTALLED)
 # Caches and build output only; `rm -rf .venv` for a fresh bootstrap, `.payledger/` holds local
 # stack data.
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache dist build
+	rm -rf .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache dist build
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+checkov-env: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): requirements/checkov.txt
+	rm -rf $(CHECKOV_ENV)
+	$(PYTHON) -m venv $(CHECKOV_ENV)
+	$(CHECKOV_ENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	    -r requirements/checkov.txt
+	touch $@
+
+# `sam validate --lint` and `sam build`, as a deployer runs them, with the SAM CLI in its own venv.
+sam-check: $(INSTALLED)
+	@if [ -z "$(PYTHON312)" ]; then \
+	    echo "sam-check skipped: no python3.12 (the functions' runtime) on PATH or under pyenv;"; \
+	    echo "install Python 3.12 or run: make sam-check PYTHON312=/path/to/python3.12"; \
+	    exit 0; \
+	fi; \
+	set -e; \
+	if [ ! -f $(SAM_STAMP) ] || [ requirements/sam-cli.txt -nt $(SAM_STAMP) ]; then \
+	    rm -rf $(SAM_ENV); \
+	    "$(PYTHON312)" -m venv $(SAM_ENV); \
+	    $(SAM_ENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	        -r requirements/sam-cli.txt; \
+	    touch $(SAM_STAMP); \
+	fi; \
+	export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}; \
+	echo "==> sam validate --lint"; $(SAM_ENV)/bin/sam validate --lint; \
+	echo "==> sam build"; PATH="$$(dirname "$(PYTHON312)"):$$PATH" $(SAM_ENV)/bin/sam build
+
+# What `sam build` runs for each function (BuildMethod: makefile, in place): our packages and
+# the dependencies uv.lock pins for them, as arm64 CPython 3.12 wheels for the runtime's glibc
+# (Amazon Linux 2023: 2.34). pyarrow, pandas, awswrangler and duckdb stay out (the
+# data-libraries layer brings pyarrow and awswrangler to the functions that need them), and so
+# do the CLI's typer and rich.
+LAMBDA_PACKAGES := ledger projections archive handlers
+LAMBDA_DEPS := .cache/lambda/python
+LAMBDA_DEPS_STAMP := .cache/lambda/.installed
+LAMBDA_EXCLUDED := pyarrow duckdb awswrangler typer rich
+
+$(LAMBDA_DEPS_STAMP): pyproject.toml uv.lock $(UV_STAMP)
+	rm -rf $(LAMBDA_DEPS) && mkdir -p $(LAMBDA_DEPS)
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes \
+	    $(foreach package,$(LAMBDA_EXCLUDED),--prune $(package)) > .cache/lambda/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	    $(foreach glibc,2014 _2_28 _2_34,--platform manylinux$(glibc)_aarch64) \
+	    --implementation cp --python-version 3.12 \
+	    --only-binary=:all: --target $(LAMBDA_DEPS) -r .cache/lambda/requirements.txt
+	touch $@
+
+build-%Function: $(LAMBDA_DEPS_STAMP)
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is unset: sam build sets it"; exit 1; }
+	cp -R $(LAMBDA_DEPS)/. "$(ARTIFACTS_DIR)"
+	cp -R $(LAMBDA_PACKAGES) "$(ARTIFACTS_DIR)"
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
 
 # A venv made by `uv venv` has no pip; ensurepip adds it.
 $(UV_STAMP): | $(BIN)/python

@@ -1,293 +1,414 @@
-"""``payledger demo``: a scripted payment flow on a throwaway moto DynamoDB, then ledger checks.
+"""``payledger demo``: the whole application on this machine, driven by reference agents, checked.
 
-Interim, until the full local stack exists. It starts moto's server on loopback, creates the
-events table from ``template.yaml``, runs three payments through the real ``PaymentService`` on
-``DynamoDBEventStore`` (a client retry, a rule violation, an agent's decisions included), prints
-each payment's history, verifies every hash chain and that debits equal credits over all postings,
-and stops the server. ``run_demo`` returns the exit code: 0 when every check passed, 1 otherwise.
+It starts the local stack (``devstack.local``; or uses the one already up), runs a workload of
+reference agents against the payments API (``devstack.agents``), waits until every consumer
+has caught up (the projections on the DynamoDB stream; the Kinesis destination and its
+consumers), then prints what the ledger holds and every check (``devstack.checks``) against a
+fresh fold of the events table. ``run_demo`` returns 0 only if every check that ran passed; a
+check that cannot run here is shown as not run, never as passed. Without ``keep`` it stops the
+stack it started.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+import string
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import boto3
-from botocore.config import Config
+import psycopg
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from devstack.motoserver import MotoServer
-from devstack.template import create_table
-from handlers.cli.render import chain_report, history_table, replay_table
-from ledger.domain.errors import LedgerError
-from ledger.domain.events import decode_payload
-from ledger.domain.money import format_amount
-from ledger.domain.payment import (
-    AssessRisk,
-    AuthorizePayment,
-    CapturePayment,
-    Command,
-    InitiatePayment,
-    RefundPayment,
-    SettlePayment,
-    VoidPayment,
+from archive.audit import QueryResult
+from archive.reader import ArchiveReader
+from archive.s3 import S3ArchiveStorage
+from devstack import local
+from devstack.agents import (
+    DEFAULT_PAYMENTS,
+    DEFAULT_SEED,
+    ApiGateway,
+    PaymentPlan,
+    WorkloadReport,
+    plan_payments,
+    run_workload,
 )
-from ledger.domain.postings import Posting, imbalances
+from devstack.checks import (
+    AUDIT_REPORT,
+    Check,
+    Ledger,
+    Sums,
+    audit_report,
+    check_archive,
+    check_archive_replay,
+    check_balance,
+    check_chains,
+    check_dead_letters,
+    check_metrics,
+    check_rebuild,
+    check_same,
+    check_workload,
+    expected_metrics,
+    posting_sums,
+    read_ledger,
+    read_model_snapshots,
+    view_metrics,
+    view_posting_sums,
+    view_snapshots,
+)
+from devstack.functions import LOCAL_CREDENTIALS, FunctionWorker, function_environment
+from devstack.runtime import LOGS_DIRECTORY, aws_clients, load_config
+from handlers import bootstrap
+from handlers.cli.render import replay_table
+from ledger.domain.money import format_amount
 from ledger.dynamodb import DynamoDBEventStore
-from ledger.envelope import Actor
-from ledger.service import CommandContext, PaymentService, replay_steps
+from ledger.envelope import payment_stream_id
+from ledger.service import PaymentSnapshot, replay_steps
 
-DEMO_TABLE = "payledger-demo-events"
-DEMO_REGION = "us-east-1"
+CATCH_UP_TIMEOUT_S = 240  # the longest tumbling window must end after the last event
+API_HANDLER = "handlers.api.handler"
+ANALYTICS_HANDLER = "handlers.analytics.handler"
+ARCHIVE_HANDLER = "handlers.archive.handler"
+AGENTS = 2  # agent threads, each calling its own instance of the API function
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
-
-CHECKOUT = Actor("api", "checkout")
-FRAUD_AGENT = Actor("agent", "fraud-agent", model="risk-gbm", version="2026.11")
-SETTLEMENT = Actor("system", "settlement")
-OPERATOR = Actor("operator", "demo")
+STATUS_ORDER = ("initiated", "in_review", "approved", "declined", "failed", "authorized",
+                "voided", "expired", "captured", "refunded", "settled")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    """One command of the script and what it must lead to."""
+class Figures:
+    """What the read models hold, for the tables (the checks compare them with the fold)."""
 
-    label: str
-    command: Command
-    key: str
-    actor: Actor
-    expect: str  # the payment's status afterwards, or the error code the command must fail with
-    replayed: bool = False  # a client retry: the original result back and no new event
-
-
-def script() -> tuple[Step, ...]:
-    first, second, third = "order-1001", "order-1002", "order-1003"
-    return (
-        Step(
-            "initiate 100.00 EUR",
-            InitiatePayment(first, "100.00", "EUR", "merchant-7", "customer-42"),
-            "k-1001-initiate",
-            CHECKOUT,
-            "initiated",
-        ),
-        Step(
-            "assess risk: review (0.55)",
-            AssessRisk(first, "review", "0.55", "new device"),
-            "k-1001-risk-1",
-            FRAUD_AGENT,
-            "in_review",
-        ),
-        Step(
-            "assess risk: approve (0.12)",
-            AssessRisk(first, "approve", "0.12", "device verified"),
-            "k-1001-risk-2",
-            FRAUD_AGENT,
-            "approved",
-        ),
-        Step(
-            "authorize",
-            AuthorizePayment(first, processor="acme"),
-            "k-1001-auth",
-            CHECKOUT,
-            "authorized",
-        ),
-        Step(
-            "capture 60.00",
-            CapturePayment(first, "60.00"),
-            "k-1001-capture-1",
-            CHECKOUT,
-            "captured",
-        ),
-        Step(
-            "client retry: capture 60.00",
-            CapturePayment(first, "60.00"),
-            "k-1001-capture-1",
-            CHECKOUT,
-            "captured",
-            replayed=True,
-        ),
-        Step(
-            "capture 50.00 (only 40.00 left)",
-            CapturePayment(first, "50.00"),
-            "k-1001-capture-2",
-            CHECKOUT,
-            "capture_exceeds_authorized",
-        ),
-        Step(
-            "final capture 30.00",
-            CapturePayment(first, "30.00", final=True),
-            "k-1001-capture-3",
-            CHECKOUT,
-            "captured",
-        ),
-        Step(
-            "refund 5.00",
-            RefundPayment(first, "5.00", reason="damaged item"),
-            "k-1001-refund",
-            OPERATOR,
-            "refunded",
-        ),
-        Step(
-            "settle",
-            SettlePayment(first, reference="batch-2026-11-21"),
-            "k-1001-settle",
-            SETTLEMENT,
-            "settled",
-        ),
-        Step(
-            "initiate 42.00 USD",
-            InitiatePayment(second, "42.00", "USD", "merchant-7", "customer-43"),
-            "k-1002-initiate",
-            CHECKOUT,
-            "initiated",
-        ),
-        Step(
-            "assess risk: decline (0.97)",
-            AssessRisk(second, "decline", "0.97", "velocity limit"),
-            "k-1002-risk",
-            FRAUD_AGENT,
-            "declined",
-        ),
-        Step(
-            "initiate 5000 JPY",
-            InitiatePayment(third, "5000", "JPY", "merchant-9", "customer-44"),
-            "k-1003-initiate",
-            CHECKOUT,
-            "initiated",
-        ),
-        Step(
-            "assess risk: approve (0.08)",
-            AssessRisk(third, "approve", "0.08", "known customer"),
-            "k-1003-risk",
-            FRAUD_AGENT,
-            "approved",
-        ),
-        Step("authorize", AuthorizePayment(third), "k-1003-auth", CHECKOUT, "authorized"),
-        Step(
-            "void (order cancelled)",
-            VoidPayment(third, reason="order cancelled"),
-            "k-1003-void",
-            OPERATOR,
-            "voided",
-        ),
-    )
+    read_model: dict[str, PaymentSnapshot]
+    views: dict[str, PaymentSnapshot]
+    sums: Sums
+    replayed: str | None  # the stream whose replay is shown
+    audit: QueryResult | None  # the auditors' report, if the stack archives
 
 
-def run_demo(console: Console) -> int:
-    """Run the script and every check; the exit code is 0 only if all of them passed."""
-    console.print(Text("payledger demo: starting moto DynamoDB on loopback", style="bold"))
-    with MotoServer() as server:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=server.endpoint_url,
-            region_name=DEMO_REGION,
-            # moto accepts any credentials; fixed ones keep the demo off every real account.
-            aws_access_key_id="demo",
-            aws_secret_access_key="demo",  # noqa: S106 - not a secret: moto ignores it
-            config=Config(account_id_endpoint_mode="disabled"),
-        )
-        create_table(client, "EventsTable", DEMO_TABLE)
-        console.print(
-            f"events table {DEMO_TABLE} created from template.yaml at {server.endpoint_url}"
-        )
-        service = PaymentService(DynamoDBEventStore(client, DEMO_TABLE))
-        steps = script()
-        failures = run_steps(service, steps, console)
-        payment_ids = list(dict.fromkeys(step.command.payment_id for step in steps))
-        failures += check_histories(service, payment_ids, console)
-    console.print("moto server stopped")
-    if failures:
-        console.print(Text(f"demo FAILED: {failures} check(s) failed", style="bold red"))
-        return EXIT_CHECK_FAILED
-    console.print(Text("demo OK: every check passed", style="bold green"))
-    return EXIT_OK
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    payments: int = DEFAULT_PAYMENTS
+    seed: int = DEFAULT_SEED
+    keep: bool = False
+    home: Path = local.DEFAULT_HOME
 
 
-def run_steps(service: PaymentService, steps: Sequence[Step], console: Console) -> int:
-    """Execute ``steps`` in order, print what each did; return how many did not go as expected."""
-    table = Table(title="payment commands", title_justify="left")
-    for header in ("payment", "command", "actor", "outcome", "check"):
-        table.add_column(header)
-    failures = 0
-    for step in steps:
-        outcome, passed = _run_step(service, step)
-        failures += not passed
-        table.add_row(
-            step.command.payment_id,
-            step.label,
-            f"{step.actor.kind}:{step.actor.id}",
-            Text(outcome),
-            Text("ok", style="green") if passed else Text(f"expected {step.expect}", style="red"),
-        )
-    console.print(table)
-    return failures
-
-
-def _run_step(service: PaymentService, step: Step) -> tuple[str, bool]:
-    payment_id = step.command.payment_id
-    events_before = len(service.load(payment_id)) if step.replayed else 0
-    context = CommandContext(idempotency_key=step.key, actor=step.actor)
+def run_demo(console: Console, options: DemoOptions) -> int:
+    """Run the demo; 0 when every check that ran passed, 1 otherwise."""
+    started = time.monotonic()
+    already_up = local.running_stack(options.home) is not None
     try:
-        result = service.execute(step.command, context)
-    except LedgerError as exc:
-        return f"error[{exc.code}]: {exc.message}", exc.code == step.expect
-    payment = result.payment
-    if result.replayed:
-        new_events = len(service.load(payment_id)) - events_before
-        passed = step.replayed and new_events == 0 and payment.state.status == step.expect
-        return f"replayed v{payment.version}, new events: {new_events}", passed
-    recorded = ", ".join(f"{event.event_type} v{event.version}" for event in result.events)
-    passed = not step.replayed and payment.state.status == step.expect
-    return f"{payment.state.status} ({recorded})", passed
-
-
-def check_histories(service: PaymentService, payment_ids: Sequence[str], console: Console) -> int:
-    """Print each history, verify its hash chain, then the balance over all postings."""
-    failures = 0
-    postings: list[Posting] = []
-    for payment_id in payment_ids:
-        events = service.load(payment_id)
-        console.print(history_table(events))
-        try:
-            console.print(chain_report(events))
-        except LedgerError as exc:
-            console.print(Text(f"hash chain BROKEN: {exc.message}", style="bold red"))
-            failures += 1
-        for event in events:
-            payload = decode_payload(event.event_type, event.schema_version, event.payload)
-            postings.extend(getattr(payload, "postings", ()))
-    console.print(replay_table(replay_steps(service.load(payment_ids[0]))))
-    console.print(balance_table(postings))
-    unbalanced = imbalances(postings)
-    if unbalanced or not postings:
-        verdict = f"debits - credits per (currency, phase): {unbalanced}" if postings else "none"
-        console.print(Text(f"postings UNBALANCED: {verdict}", style="bold red"))
-        return failures + 1
-    currencies = ", ".join(sorted({line.currency for line in postings}))
-    console.print(
-        Text.assemble(
-            ("debits == credits", "bold green"),
-            f" in every currency and phase over {len(postings)} posting lines ({currencies})",
+        with console.status("starting the local stack") as spinner:
+            state = local.up(options.home, report=lambda step: spinner.update(step))
+        console.print(
+            f"local stack {'in use' if already_up else 'up'} at {state.endpoint_url} "
+            f"(stack {state.stack_name}, PostgreSQL schema {state.database_schema})"
         )
+        checks = _run(console, state, options)
+    finally:
+        if options.keep or already_up:
+            console.print("the local stack is still up: payledger local status | down")
+        else:
+            local.down(options.home)
+            console.print("local stack stopped")
+    return _verdict(console, checks, time.monotonic() - started)
+
+
+def _run(console: Console, state: local.LocalState, options: DemoOptions) -> list[Check]:
+    home = options.home
+    plans = plan_payments(options.payments, options.seed, run=_run_token())
+    with _progress(console) as progress:
+        report = _workload(progress, home, plans)
+        caught_up = _catch_up(progress, home)
+    with console.status("checking the ledger against a fresh fold of the events table"):
+        clients = aws_clients(state.endpoint_url, state.region)
+        ledger = read_ledger(clients["dynamodb"], state.events_table)
+        checks, figures = _checks(state, clients, ledger, plans, report, caught_up)
+    _print_ledger(console, ledger, figures, plans)
+    return checks
+
+
+def _run_token() -> str:
+    """A short stamp keeping this run's payment ids apart from an earlier run's on the stack."""
+    alphabet = string.ascii_lowercase
+    seconds = int(time.time())
+    return "".join(alphabet[(seconds // 26**power) % 26] for power in range(5))
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Progress]:
+    with Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        yield progress
+
+
+def _workload(progress: Progress, home: Path, plans: Sequence[PaymentPlan]) -> WorkloadReport:
+    config = load_config(home)
+    targets = [target for target in config.functions if target.handler == API_HANDLER]
+    if not targets:
+        raise local.LocalStackError(f"the stack has no function with handler {API_HANDLER}")
+    target = targets[0]
+    environment = function_environment(
+        target,
+        endpoint_url=config.endpoint_url,
+        region=config.region,
+        database_url=config.database_url,
     )
-    return failures
+    log_path = home / LOGS_DIRECTORY / f"{target.name}.log"
+    workers = [FunctionWorker(target, environment, log_path=log_path) for _ in range(AGENTS)]
+    task = progress.add_task("agents", total=sum(len(plan.steps) for plan in plans))
+    try:
+        gateways = [ApiGateway(worker.invoke) for worker in workers]
+        return run_workload(gateways, plans, advance=lambda n: progress.advance(task, n))
+    finally:
+        for worker in workers:
+            worker.stop()
 
 
-def balance_table(postings: Sequence[Posting]) -> Table:
-    totals: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"debit": 0, "credit": 0})
-    for line in postings:
-        totals[(line.currency, line.phase)][line.direction] += line.amount_minor
-    table = Table(title="postings over all payments", title_justify="left")
+def _catch_up(progress: Progress, home: Path) -> local.StackStatus:
+    """Wait until every consumer has processed every record; batching windows are cut short
+    (``local.drain``), tumbling windows end on time."""
+    task = progress.add_task("consumers catching up", total=None)
+    most = 0
+
+    def show(status: local.StackStatus) -> None:
+        nonlocal most
+        behind = sum(consumer.behind for consumer in status.consumers)
+        windows = sum(consumer.window_open for consumer in status.consumers)
+        most = max(most, behind + windows)
+        # Once every record is read, what is left is waiting for tumbling windows to end.
+        closing = windows and not behind
+        description = "tumbling windows ending" if closing else "consumers catching up"
+        done = most - behind - windows
+        progress.update(task, description=description, total=most, completed=done)
+
+    local.drain(home)
+    try:
+        return local.wait_until_caught_up(home, timeout_s=CATCH_UP_TIMEOUT_S, progress=show)
+    finally:
+        local.drain(home, enabled=False)
+
+
+def _checks(
+    state: local.LocalState,
+    clients: dict[str, Any],
+    ledger: Ledger,
+    plans: Sequence[PaymentPlan],
+    report: WorkloadReport,
+    caught_up: local.StackStatus,
+) -> tuple[list[Check], Figures]:
+    dynamodb = clients["dynamodb"]
+    schema = state.database_schema
+    event_sums = posting_sums(ledger.postings())
+    with psycopg.connect(state.database_url, autocommit=True) as connection:
+        views = view_snapshots(connection, schema)
+        view_sums = view_posting_sums(connection, schema)
+        metrics = view_metrics(connection, schema)
+    read_model = read_model_snapshots(dynamodb, state.outputs[bootstrap.PAYMENT_STATE_TABLE_OUTPUT])
+    handlers = _consuming_handlers(Path(state.home))
+    replayed = _longest_stream(ledger, plans)
+    archive_checks, audit = _archive_checks(state, clients, ledger, replayed, handlers)
+    checks = [
+        _caught_up(caught_up),
+        check_workload(report, plans, ledger),
+        check_chains(ledger),
+        check_balance(event_sums, view_sums),
+        check_same("read model == fold", ledger, read_model),
+        check_same("views == fold", ledger, views),
+        check_rebuild(DynamoDBEventStore(dynamodb, state.events_table), state.database_url, schema),
+        check_metrics(expected_metrics(ledger), metrics)
+        if ANALYTICS_HANDLER in handlers
+        else Check("analytics == fold", None, "the stack has no analytics function"),
+        *archive_checks,
+        check_dead_letters(caught_up.dead_letters),
+    ]
+    return checks, Figures(read_model, views, event_sums, replayed, audit)
+
+
+def _archive_checks(
+    state: local.LocalState,
+    clients: dict[str, Any],
+    ledger: Ledger,
+    replayed: str | None,
+    handlers: set[str],
+) -> tuple[list[Check], QueryResult | None]:
+    names = ("archive == events", "replay from archive", f"audit report {AUDIT_REPORT}")
+    if ARCHIVE_HANDLER not in handlers:
+        return [Check(name, None, "the stack has no archive function") for name in names], None
+    credentials = (
+        LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    storage = S3ArchiveStorage(
+        clients["s3"],
+        state.outputs[bootstrap.ARCHIVE_BUCKET_OUTPUT],
+        lambda: (*credentials, None),
+    )
+    reader = ArchiveReader(storage)
+    audit_check, audit = audit_report(storage, ledger)
+    checks = [check_archive(reader, ledger)]
+    if replayed is not None:
+        checks.append(check_archive_replay(reader, ledger, replayed))
+    return [*checks, audit_check], audit
+
+
+def _consuming_handlers(home: Path) -> set[str]:
+    """The handlers of the functions the stack's event source mappings invoke."""
+    config = load_config(home)
+    return {config.function(mapping.function).handler for mapping in config.mappings}
+
+
+def _caught_up(status: local.StackStatus) -> Check:
+    lagging = [consumer.consumer for consumer in status.consumers if not consumer.caught_up]
+    if lagging:
+        return Check(
+            "consumers caught up", False, f"still behind after {CATCH_UP_TIMEOUT_S} s: {lagging}"
+        )
+    return Check(
+        "consumers caught up",
+        True,
+        f"{len(status.consumers)} consumers, every record processed, every window closed",
+    )
+
+
+# ── Printing ─────────────────────────────────────────────────────────────────────────────────
+
+
+def _print_ledger(
+    console: Console, ledger: Ledger, figures: Figures, plans: Sequence[PaymentPlan]
+) -> None:
+    console.print(_status_table(ledger, figures, plans))
+    console.print(_totals_table(ledger))
+    console.print(_postings_table(figures.sums))
+    if figures.audit is not None:
+        console.print(_audit_table(figures.audit))
+    if figures.replayed is not None:
+        console.print(replay_table(replay_steps(ledger.streams[figures.replayed])))
+
+
+def _status_table(ledger: Ledger, figures: Figures, plans: Sequence[PaymentPlan]) -> Table:
+    fold = Counter(snapshot.state.status for snapshot in ledger.snapshots.values())
+    read_model = Counter(snapshot.state.status for snapshot in figures.read_model.values())
+    views = Counter(snapshot.state.status for snapshot in figures.views.values())
+    planned = Counter(plan.status for plan in plans)
+    table = Table(title="payments by status", title_justify="left")
+    for header in ("status", "events (fold)", "read model", "PostgreSQL views", "planned"):
+        table.add_column(header, justify="left" if header == "status" else "right")
+    for status in sorted(set(fold) | set(read_model) | set(views), key=STATUS_ORDER.index):
+        counts = (fold[status], read_model[status], views[status], planned[status])
+        table.add_row(status, *(str(count) for count in counts))
+    table.add_row(
+        Text("total", style="bold"),
+        str(sum(fold.values())),
+        str(sum(read_model.values())),
+        str(sum(views.values())),
+        str(len(plans)),
+    )
+    return table
+
+
+def _totals_table(ledger: Ledger) -> Table:
+    totals: dict[str, Counter[str]] = {}
+    for snapshot in ledger.snapshots.values():
+        state = snapshot.state
+        counter = totals.setdefault(state.currency, Counter())
+        counter["payments"] += 1
+        counter["authorized"] += state.authorized_minor
+        counter["captured"] += state.captured_minor
+        counter["refunded"] += state.refunded_minor
+        counter["settled"] += state.settled_minor
+    table = Table(title="totals per currency (from the events)", title_justify="left")
+    columns = ("payments", "authorized", "captured", "refunded", "settled")
+    table.add_column("currency")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for currency, counter in sorted(totals.items()):
+        table.add_row(
+            currency,
+            str(counter["payments"]),
+            *(format_amount(counter[column], currency) for column in columns[1:]),
+        )
+    return table
+
+
+def _postings_table(sums: Sums) -> Table:
+    table = Table(title="postings per currency and phase", title_justify="left")
     for header in ("currency", "phase", "debits", "credits"):
         table.add_column(header, justify="right" if header in ("debits", "credits") else "left")
-    for (currency, phase), sides in sorted(totals.items()):
+    for currency, phase in sorted({(currency, phase) for currency, phase, _ in sums}):
+        debits = sums.get((currency, phase, "debit"), 0)
+        credits = sums.get((currency, phase, "credit"), 0)
+        style = "green" if debits == credits else "bold red"
         table.add_row(
             currency,
             phase,
-            format_amount(sides["debit"], currency),
-            format_amount(sides["credit"], currency),
+            Text(format_amount(debits, currency), style=style),
+            Text(format_amount(credits, currency), style=style),
         )
     return table
+
+
+def _longest_stream(ledger: Ledger, plans: Sequence[PaymentPlan]) -> str | None:
+    """The stream of this run's payment with the longest history (its replay is shown)."""
+    streams = [
+        stream_id
+        for plan in plans
+        if (stream_id := payment_stream_id(plan.payment_id)) in ledger.streams
+    ]
+    if not streams:
+        return None
+    return max(streams, key=lambda stream_id: (len(ledger.streams[stream_id]), stream_id))
+
+
+def _audit_table(result: QueryResult) -> Table:
+    table = Table(
+        title=f"audit report {AUDIT_REPORT} (DuckDB over the archive's Parquet)",
+        title_justify="left",
+    )
+    for column in result.columns:
+        table.add_column(
+            column, justify="left" if column in ("merchant_id", "currency") else "right"
+        )
+    for row in result.rows:
+        table.add_row(*("-" if value is None else str(value) for value in row))
+    return table
+
+
+def _verdict(console: Console, checks: Sequence[Check], elapsed_s: float) -> int:
+    table = Table(title="checks", title_justify="left")
+    for header in ("check", "result", "detail"):
+        table.add_column(header)
+    for check in checks:
+        result = (
+            Text("not run", style="yellow")
+            if check.passed is None
+            else Text("passed", style="green")
+            if check.passed
+            else Text("FAILED", style="bold red")
+        )
+        table.add_row(check.name, result, check.detail)
+    console.print(table)
+    failed = [check.name for check in checks if check.passed is False]
+    not_run = [check.name for check in checks if check.passed is None]
+    ran = len(checks) - len(not_run)
+    if failed:
+        verdict = f"demo FAILED: {', '.join(failed)} ({elapsed_s:.0f} s)"
+        console.print(Text(verdict, style="bold red"))
+        return EXIT_CHECK_FAILED
+    suffix = f"; not run: {', '.join(not_run)}" if not_run else ""
+    verdict = f"demo OK: {ran} checks passed in {elapsed_s:.0f} s{suffix}"
+    console.print(Text(verdict, style="bold green"))
+    return EXIT_OK

@@ -1,27 +1,41 @@
 """moto's server on loopback, in a child process, on a port the OS picks.
 
 ``python -m devstack.motoserver`` prints ``PORT <n>`` once the server listens, then serves until
-stdin closes or it is terminated, so a parent that dies never leaves a server behind.
+stdin closes or it is terminated, so a parent that dies never leaves a server behind. With
+``--until-terminated`` (the local stack's server, which outlives the command that started it) it
+serves until SIGTERM or SIGINT instead.
+
+The server never "invokes" a function itself (``stop_moto_invoking_functions``): the local
+runtime's pumps play every event source mapping. Two DynamoDB paths that slow down as a table
+grows are patched for speed, answers unchanged (``devstack.motopatches``); ``--unpatched`` leaves
+them as moto has them, for the test that compares both.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from devstack import motopatches
+
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 60
+MOTO_MARKER = "devstack.motoserver"  # in the command line of every server process
 
 
 class MotoServer:
-    """A moto server process; ``endpoint_url`` is valid between ``start`` and ``stop``."""
+    """A moto server process; ``endpoint_url`` is valid between ``start`` and ``stop``.
+    ``patched=False`` serves moto's DynamoDB paths unchanged (see ``devstack.motopatches``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, patched: bool = True) -> None:
         self._process: subprocess.Popen[str] | None = None
+        self._patched = patched
         self.port = 0
 
     @property
@@ -33,7 +47,7 @@ class MotoServer:
         assert self._process is None, "already started"
         environment = dict(os.environ, AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.motoserver"],
+            [sys.executable, "-m", MOTO_MARKER, *([] if self._patched else ["--unpatched"])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -74,6 +88,31 @@ class MotoServer:
         self.stop()
 
 
+def start_detached_moto(log_path: Path, *, cwd: Path) -> tuple[int, int]:
+    """A server that outlives this process (``payledger local up``), serving until SIGTERM:
+    its pid and port. Its output goes to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", MOTO_MARKER, "--until-terminated"],
+            cwd=cwd,
+            env=dict(os.environ, AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,  # a terminal's Ctrl-C never reaches it
+        )
+    line = _readline_with_timeout(process, START_TIMEOUT_S)
+    assert process.stdout is not None
+    process.stdout.close()
+    if not line.startswith("PORT "):
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"moto server did not start (see {log_path}): {line!r}")
+    return process.pid, int(line.split()[1])
+
+
 def _readline_with_timeout(process: subprocess.Popen[str], timeout_s: float) -> str:
     assert process.stdout is not None
     lines: list[str] = []
@@ -83,7 +122,7 @@ def _readline_with_timeout(process: subprocess.Popen[str], timeout_s: float) -> 
     return lines[0].strip() if lines else ""
 
 
-def _serve() -> None:
+def _serve(*, until_terminated: bool, patched: bool) -> None:
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -91,12 +130,39 @@ def _serve() -> None:
     )
     from werkzeug.serving import make_server
 
+    stop_moto_invoking_functions()
+    if patched:
+        motopatches.apply()
     application = serialize_dynamodb(DomainDispatcherApplication(create_backend_app))
     server = make_server(LOOPBACK, 0, application, True, request_handler=MotoRequestHandler)
     print(f"PORT {server.server_port}", flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    sys.stdin.read()  # returns when the parent closes our stdin or exits
+    if until_terminated:
+        os.dup2(2, 1)  # the parent stopped reading stdout once it had the port
+        stopped = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopped.set())
+        stopped.wait()
+    else:
+        sys.stdin.read()  # returns when the parent closes our stdin or exits
     server.shutdown()
+
+
+def stop_moto_invoking_functions() -> None:
+    """Make moto leave event source mappings to the local runtime.
+
+    moto 5.2.5 "invokes" the function of a DynamoDB or Kinesis event source mapping on every
+    write to the table or stream: it runs the function in Docker, and when that fails (no Docker)
+    it also empties the table's stream, so no consumer would ever read a record. The local
+    runtime polls the streams and invokes each function itself, so here both are no-ops.
+    """
+    from moto.awslambda.models import LambdaBackend
+
+    def leave_to_the_runtime(self: LambdaBackend, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    LambdaBackend.send_dynamodb_items = leave_to_the_runtime  # type: ignore[method-assign,assignment]
+    LambdaBackend.send_kinesis_message = leave_to_the_runtime  # type: ignore[method-assign]
 
 
 def serialize_dynamodb(application: Any) -> Any:
@@ -120,4 +186,7 @@ def serialize_dynamodb(application: Any) -> Any:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(
+        until_terminated="--until-terminated" in sys.argv[1:],
+        patched="--unpatched" not in sys.argv[1:],
+    )

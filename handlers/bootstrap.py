@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -157,6 +158,8 @@ def stack_outputs(stack_name: str) -> dict[str, str]:
 @cache
 def aws_client(service: str) -> Any:
     """One boto3 client per service per process (Lambda reuses it across invocations)."""
+    if _local_endpoint is not None:
+        return _local_client(service, *_local_endpoint)
     return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
 
 
@@ -265,12 +268,15 @@ def archive_settings_from_stack(stack_name: str) -> ArchiveSettings:
 @cache
 def aws_session() -> boto3.session.Session:
     """The process's boto3 session (credentials and region), for libraries that take one."""
+    if _local_endpoint is not None:
+        return _local_session(_local_endpoint[1])
     return boto3.session.Session()
 
 
 @cache
 def _archive_s3_client() -> Any:
-    return aws_session().client("s3", config=_ARCHIVE_CLIENT_CONFIG)
+    endpoint_url = None if _local_endpoint is None else _local_endpoint[0]
+    return aws_session().client("s3", endpoint_url=endpoint_url, config=_ARCHIVE_CLIENT_CONFIG)
 
 
 def _current_credentials() -> tuple[str, str, str | None]:
@@ -301,3 +307,48 @@ def athena_target(settings: ArchiveSettings) -> tuple[str, str]:
     if missing or settings.glue_database is None or settings.athena_workgroup is None:
         raise ConfigurationError(f"set {' and '.join(missing)} (or pass --stack NAME)")
     return settings.glue_database, settings.athena_workgroup
+
+
+# ── The local stack (``payledger local up``) ───────────────────────────────────────────────────
+# When a command names no resources itself, the CLI uses the local stack, if one is up: its
+# endpoint (moto's server on loopback, which takes any credentials) and its stack's outputs.
+
+LOCAL_HOME_VARIABLE = "PAYLEDGER_HOME"  # where the local stack keeps its state
+DEFAULT_LOCAL_HOME = ".payledger"
+_LOCAL_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
+_LOCAL_CREDENTIAL = "local"  # moto accepts any; these can never reach a real account
+_local_endpoint: tuple[str, str] | None = None
+
+
+def local_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The local stack's state directory: ``PAYLEDGER_HOME``, else ``.payledger`` here."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(LOCAL_HOME_VARIABLE, "").strip() or DEFAULT_LOCAL_HOME)
+
+
+def names_its_resources(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment points this process somewhere (a table, a bucket, an endpoint)."""
+    environ = os.environ if environ is None else environ
+    variables = (EVENTS_TABLE_VARIABLE, ARCHIVE_BUCKET_VARIABLE, _LOCAL_ENDPOINT_VARIABLE)
+    return any(environ.get(name, "").strip() for name in variables)
+
+
+def use_local_endpoint(endpoint_url: str, region: str) -> None:
+    """Every client this process creates from now on talks to ``endpoint_url``."""
+    global _local_endpoint
+    _local_endpoint = (endpoint_url, region)
+    for cached in (aws_client, aws_session, _archive_s3_client):
+        cached.cache_clear()
+
+
+def _local_session(region: str) -> boto3.session.Session:
+    return boto3.session.Session(
+        aws_access_key_id=_LOCAL_CREDENTIAL,
+        aws_secret_access_key=_LOCAL_CREDENTIAL,
+        region_name=region,
+    )
+
+
+def _local_client(service: str, endpoint_url: str, region: str) -> Any:
+    config = _CLIENT_CONFIG.merge(Config(account_id_endpoint_mode="disabled"))
+    return _local_session(region).client(service, endpoint_url=endpoint_url, config=config)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -21,6 +22,9 @@ os.environ.update(
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_METRICS_NAMESPACE": "PayledgerTest",
         "POWERTOOLS_SERVICE_NAME": "payledger",
+        # A local stack the developer runs (``.payledger``) is never what a test talks to: no
+        # stack is ever started here.
+        "PAYLEDGER_HOME": os.path.join(tempfile.gettempdir(), "payledger-tests-no-local-stack"),
     }
 )
 os.environ.pop("AWS_PROFILE", None)

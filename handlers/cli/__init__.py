@@ -21,10 +21,10 @@ machines; failures then print ``{"error": {"code", "message"}}`` on stdout, othe
 from __future__ import annotations
 
 # Importing a command module registers its commands on ``app``.
-from handlers.cli import archive, demo, history, pay, verify, views
+from handlers.cli import archive, demo, history, local, pay, verify, views
 from handlers.cli.common import app
 
-__all__ = ["app", "archive", "demo", "history", "main", "pay", "verify", "views"]
+__all__ = ["app", "archive", "demo", "history", "local", "main", "pay", "verify", "views"]
 
 
 def main() -> None:

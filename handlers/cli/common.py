@@ -7,14 +7,17 @@ import json
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from handlers import bootstrap
 from ledger.domain.errors import EXIT_OTHER, LedgerError
 from ledger.service import PaymentService
+
+if TYPE_CHECKING:
+    from devstack.local import LocalState
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 other (configuration, corrupted history, unexpected); "
@@ -34,6 +37,16 @@ def build_service(stack: str | None) -> PaymentService:
     else:
         settings = bootstrap.settings_from_environment()
     return bootstrap.build_payment_service(settings)
+
+
+def local_stack() -> LocalState | None:
+    """The local stack (``payledger local up``) if it is up; this process then talks to it."""
+    from devstack.local import running_stack  # the CLI may use the local runtime
+
+    state = running_stack(bootstrap.local_home())
+    if state is not None:
+        bootstrap.use_local_endpoint(state.endpoint_url, state.region)
+    return state
 
 
 service_factory: Callable[[str | None], PaymentService] = build_service
@@ -75,12 +88,16 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machine
 
 
 def resolve_database() -> bootstrap.DatabaseSettings:
-    """The configured database or, on a developer's machine with none configured, the embedded
-    PostgreSQL with its data under ``.payledger/pg`` (started for this command, kept across)."""
+    """The configured database or, on a developer's machine with none configured, the local
+    stack's, or else the embedded PostgreSQL with its data under ``.payledger/pg`` (started for
+    this command, kept across)."""
     database = bootstrap.database_settings()
     if database is not None:
         return database
-    from devstack.postgres import start_postgres  # the CLI's one other use of the local stack
+    local = local_stack()
+    if local is not None:
+        return bootstrap.DatabaseSettings(url=local.database_url, schema=local.database_schema)
+    from devstack.postgres import start_postgres
 
     return bootstrap.DatabaseSettings(url=start_postgres())
 
@@ -93,8 +110,17 @@ def print_json(document: dict[str, Any]) -> None:
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:
+    """The options every command shares. With no ``--stack`` and nothing configured (no
+    ``EVENTS_TABLE``, ``ARCHIVE_BUCKET`` or ``AWS_ENDPOINT_URL``), the local stack is the stack,
+    if one is up (``payledger local up``)."""
     options = ctx.find_object(GlobalOptions)
-    return options if options is not None else GlobalOptions(stack=None, debug=False)
+    if options is None:
+        options = GlobalOptions(stack=None, debug=False)
+    if options.stack is None and not bootstrap.names_its_resources():
+        local = local_stack()
+        if local is not None:
+            return replace(options, stack=local.stack_name)
+    return options
 
 
 @contextmanager

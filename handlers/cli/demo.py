@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
+from devstack.agents import DEFAULT_PAYMENTS, DEFAULT_SEED
+from handlers import bootstrap
 from handlers.cli.common import app, global_options, reporting
 
 
 @app.command("demo")
-def demo(ctx: typer.Context) -> None:
-    """Run a scripted payment flow on a throwaway local DynamoDB (moto) and check the ledger."""
+def demo(
+    ctx: typer.Context,
+    payments: Annotated[
+        int, typer.Option("--payments", min=1, max=5_000, help="Payments the agents make.")
+    ] = DEFAULT_PAYMENTS,
+    seed: Annotated[int, typer.Option("--seed", help="Decides every agent's choices.")] = (
+        DEFAULT_SEED
+    ),
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the local stack up to explore it.")
+    ] = False,
+) -> None:
+    """Start the local stack, run reference agents through the API, wait for every consumer,
+    print the ledger and check it against a fresh fold of the events (exit 1 if a check fails)."""
     with reporting(global_options(ctx), json_output=False):
-        from devstack.demo import run_demo  # the one import of devstack from handlers
+        from devstack.demo import DemoOptions, run_demo  # the CLI may start the local runtime
 
-        exit_code = run_demo(Console())
+        options = DemoOptions(payments=payments, seed=seed, keep=keep, home=bootstrap.local_home())
+        exit_code = run_demo(Console(), options)
     raise typer.Exit(exit_code)

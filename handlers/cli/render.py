@@ -6,14 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ledger.codec import verify_chain
 from ledger.domain.money import format_amount
 from ledger.envelope import Actor, RecordedEvent, payment_id_of
-from ledger.service import CommandResult, PaymentSnapshot
+from ledger.service import PaymentSnapshot
 
 # ── Rendering ─────────────────────────────────────────────────────────────────────────────────
 
@@ -158,22 +157,6 @@ def payment_table(payment: PaymentSnapshot) -> Table:
 
 
 _PAYMENT_FIELDS_HIDDEN = frozenset({"payment_id", "currency", "amount", "created_at"})
-
-
-def _print_result(console: Console, result: CommandResult) -> None:
-    if result.replayed:
-        console.print(
-            Text.assemble(
-                ("replayed", "bold cyan"),
-                f": this key already produced version {result.payment.version}; no new event",
-            )
-        )
-    else:
-        for event in result.events:
-            console.print(
-                Text.assemble(("recorded ", "bold green"), f"{event.event_type} v{event.version}")
-            )
-    console.print(payment_table(result.payment))
 
 
 def _replay_value(document: dict[str, Any], field: str) -> str:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from operator import attrgetter
 from typing import Any
@@ -61,6 +60,7 @@ from ledger.domain.errors import ConcurrencyError, LedgerError
 from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent
 from ledger.store import EventStore
 from projections.core import ApplyResult
+from projections.postgres.partitions import MonthlyPartitions
 from projections.postgres.rows import (
     BatchRows,
     Gap,
@@ -88,8 +88,6 @@ from projections.postgres.tables import (
 Connect = Callable[[], psycopg.Connection[Any]]
 CONNECT_TIMEOUT_S = 10
 REASON_CHARS_MAX = 500
-PARTITION_LOCK_TIMEOUT = "5s"  # creating a partition waits this long at most for readers
-_PARTITION_LOCK_FAMILY = 0x70617274  # pg_advisory_xact_lock(family, hashtext(schema))
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +125,7 @@ class PostgresProjection:
         self._connect = connect_url(connect) if isinstance(connect, str) else connect
         self._events = events
         self._connection: psycopg.Connection[Any] | None = None
-        self._partitions: set[str] = set()  # months known to have a postings partition
+        self._partitions = MonthlyPartitions(schema, "postings")
         self._sql = _Statements(schema)
 
     def apply(self, events: Sequence[RecordedEvent]) -> PostgresApplyResult:
@@ -145,7 +143,7 @@ class PostgresProjection:
                 self._apply_batch(connection, streams, result, fills=fills)
         except (psycopg.Error, ConcurrencyError) as error:
             self._drop_broken_connection()
-            self._partitions.clear()  # a partition may have been dropped: look again
+            self._partitions.forget()  # a partition may have been dropped: look again
             return _failed_batch(streams, error, ignored=result.ignored)
         return result
 
@@ -255,34 +253,15 @@ class PostgresProjection:
     def _ensure_partitions(
         self, connection: psycopg.Connection[Any], streams: Iterable[Sequence[RecordedEvent]]
     ) -> None:
-        """Create the monthly ``postings`` partitions the batch may write into, if missing.
-
-        In its own short transaction before the batch's: creating a partition locks the parent
-        table, which must not be held for a whole batch. An unused partition is harmless.
-        """
+        """Create the monthly ``postings`` partitions the batch may write into, if missing (in
+        their own short transaction before the batch's, see ``MonthlyPartitions``)."""
         months = {
             event.recorded_at[:7]
             for events in streams
             for event in events
             if is_event_time(event.recorded_at)
         }
-        unknown = months - self._partitions
-        if not unknown:
-            return
-        statements = self._sql
-        existing = connection.execute(statements.existing_partitions, (sorted(unknown),)).fetchall()
-        self._partitions.update(month for (month,) in existing)
-        missing = sorted(months - self._partitions)
-        if missing:
-            with connection.transaction():
-                connection.execute(
-                    "SELECT set_config('lock_timeout', %s, true),"
-                    " pg_advisory_xact_lock(%s, hashtext(%s))",
-                    (PARTITION_LOCK_TIMEOUT, _PARTITION_LOCK_FAMILY, self.schema),
-                )
-                for month in missing:
-                    connection.execute(statements.create_partition(month))
-            self._partitions.update(missing)
+        self._partitions.ensure(connection, months)
 
     def _write(self, connection: psycopg.Connection[Any], rows: BatchRows) -> None:
         statements = self._sql
@@ -384,28 +363,6 @@ class _Statements:
         self.copy_postings = _copy_statement(qualified(schema, "postings"), POSTING_COLUMNS)
         self.copy_agent_actions = _copy_statement(
             qualified(schema, "agent_actions"), AGENT_ACTION_COLUMNS
-        )
-
-    @property
-    def existing_partitions(self) -> sql.Composed:
-        """The months (``YYYY-MM``) among ``%s`` that have a ``postings`` partition."""
-        return sql.SQL(
-            "SELECT month FROM unnest(%s::text[]) AS month"
-            " WHERE to_regclass(format('%%I.%%I', {}::text,"
-            " 'postings_y' || substr(month, 1, 4) || 'm' || substr(month, 6, 2))) IS NOT NULL"
-        ).format(sql.Literal(self.schema))
-
-    def create_partition(self, month: str) -> sql.Composed:
-        """``CREATE TABLE IF NOT EXISTS`` the ``postings`` partition of ``month`` (``YYYY-MM``)."""
-        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
-        end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
-        return sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
-        ).format(
-            qualified(self.schema, f"postings_y{start:%Y}m{start:%m}"),
-            qualified(self.schema, "postings"),
-            sql.Literal(start.isoformat()),
-            sql.Literal(end.isoformat()),
         )
 
 

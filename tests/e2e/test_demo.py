@@ -1,70 +1,70 @@
-"""``payledger demo`` end to end: its own moto server, the scripted flow, every ledger check."""
+"""``payledger demo`` as ``make demo`` runs it, with a small workload: it starts its own local
+stack in a directory of the test's own, the agents pay through the API, every consumer catches
+up, and every check it prints has run and passed; the stack is gone afterwards."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_CONSOLE_SCRIPT = Path(sys.executable).with_name("payledger")
-PAYLEDGER = (
-    [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "handlers.cli"]
-)
-DEMO_TIMEOUT_S = 180
-# A row of the "postings over all payments" table: currency, phase, debits, credits.
-BALANCE_ROW = re.compile(r"^\W+([A-Z]{3})\W+([a-z_]+)\W+([0-9.]+)\W+([0-9.]+)\W+$")
+from tests.e2e.test_local_stack import payledger
+
+PAYMENTS = 12
+EXPECTED_CHECKS = [
+    "consumers caught up",
+    "agents",
+    "hash chains",
+    "debits == credits",
+    "read model == fold",
+    "views == fold",
+    "views == rebuild",
+    "analytics == fold",
+    "archive == events",
+    "replay from archive",
+    "audit report refund_ratio_by_merchant",
+    "dead letters",
+]
+# A table row: cells between box-drawing bars.
+ROW = re.compile(r"^│(.*)│$")
 
 
-def test_demo_runs_the_flow_and_every_check_passes() -> None:
-    # A wide terminal keeps each table row on one line, so the lines below can be matched.
-    environment = dict(os.environ, COLUMNS="220")
-    environment.pop("AWS_ENDPOINT_URL", None)  # the demo starts and uses its own server
-    result = subprocess.run(
-        [*PAYLEDGER, "demo"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=environment,
-        timeout=DEMO_TIMEOUT_S,
-        check=False,
-    )
-    output = result.stdout
-    assert result.returncode == 0, f"{output}\n{result.stderr}"
-    assert result.stderr == ""
+def rows(lines: list[str], title: str) -> list[list[str]]:
+    """The body rows of the table printed under ``title``."""
+    start = next(index for index, line in enumerate(lines) if line.strip().startswith(title))
+    body: list[list[str]] = []
+    for line in lines[start + 4 :]:
+        match = ROW.match(line.strip())
+        if match is None:
+            return body
+        body.append([cell.strip() for cell in match.group(1).split("│")])
+    return body
+
+
+def test_the_demo_runs_every_check_and_each_passes(tmp_path: Path) -> None:
+    done = payledger(tmp_path, "demo", "--payments", str(PAYMENTS), "--seed", "3")
+
+    output = done.stdout
+    assert done.returncode == 0, f"{output}\n{done.stderr}"
     lines = output.splitlines()
 
-    def line_with(*parts: str) -> str:
-        matches = [line for line in lines if all(part in line for part in parts)]
-        assert len(matches) == 1, (parts, matches)
-        return matches[0]
+    checks = rows(lines, "checks")
+    assert [row[0] for row in checks] == EXPECTED_CHECKS
+    assert {row[1] for row in checks} == {"passed"}, checks
+    assert f"demo OK: {len(EXPECTED_CHECKS)} checks passed" in output
+    assert "not run" not in output
 
-    # Every scripted command went as expected, and none was marked otherwise.
-    assert "expected " not in output
-    assert line_with("order-1001", "initiate 100.00 EUR", "initiated (PaymentInitiated v1)", "ok")
-    assert line_with("assess risk: review (0.55)", "agent:fraud-agent", "in_review")
-    assert line_with("client retry: capture 60.00", "replayed v5, new events: 0", "ok")
-    assert line_with("capture 50.00", "error[capture_exceeds_authorized]", "ok")
-    assert line_with("final capture 30.00", "PaymentCaptured v6, PaymentHoldReleased v7", "ok")
-    assert line_with("order-1001", "settle", "settled (PaymentSettled v9)", "ok")
-    assert line_with("order-1002", "assess risk: decline (0.97)", "declined", "ok")
-    assert line_with("order-1003", "void (order cancelled)", "voided (PaymentVoided v4)", "ok")
+    statuses = rows(lines, "payments by status")
+    assert statuses[-1] == ["total", *[str(PAYMENTS)] * 4]
+    for status, *counts in statuses:
+        assert len(set(counts)) == 1, (status, counts)  # events, read model, views, planned
+    totals = rows(lines, "totals per currency")
+    assert sum(int(row[1]) for row in totals) == PAYMENTS
+    for currency, phase, debits, credits in rows(lines, "postings per currency and phase"):
+        assert debits == credits, (currency, phase)
+    assert any(re.match(r"^payment pay-\w+-\d+ replayed", line) for line in lines)
+    assert rows(lines, "audit report refund_ratio_by_merchant")
 
-    # Each history is printed and its hash chain verified.
-    assert "hash chain verified: 9 events" in output
-    assert "hash chain verified: 2 events" in output
-    assert "hash chain verified: 4 events" in output
-
-    # Postings balance in every currency and phase: the printed totals say so too.
-    rows = [BALANCE_ROW.match(line) for line in lines]
-    totals = [row.groups() for row in rows if row is not None]
-    assert {currency for currency, _, _, _ in totals} == {"EUR", "JPY"}
-    assert all(debits == credits for _, _, debits, credits in totals), totals
-    assert re.search(
-        r"^debits == credits in every currency and phase over \d+ posting lines \(EUR, JPY\)$",
-        output,
-        re.MULTILINE,
-    )
-    assert lines[-2:] == ["moto server stopped", "demo OK: every check passed"]
+    assert "local stack stopped" in output
+    home = tmp_path / ".payledger"
+    assert not (home / "local.json").exists()
+    assert list((home / "run").glob("*.pid")) == []

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from devstack.template import create_table
+from devstack.template import create_bucket, create_table
 from handlers import bootstrap, cli
 from ledger.codec import canonical_json, chain_hash, hash_document
 from ledger.digests import digest_key
@@ -109,17 +109,11 @@ def fresh_clients() -> Iterator[None]:
 
 @pytest.fixture
 def digest_bucket(moto_endpoint: str) -> tuple[Any, str]:
-    """A versioned bucket with Object Lock in compliance mode, as the digest bucket must be."""
+    """A bucket shaped as template.yaml's DigestBucket: versioned, Object Lock in compliance
+    mode."""
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     name = f"digests-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(
-        Bucket=name,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
-        },
-    )
+    create_bucket(s3, "DigestBucket", name)
     return s3, name
 
 

@@ -26,7 +26,8 @@ from ledger.envelope import Actor, RecordedEvent
 from ledger.service import PaymentService, fold
 from projections.core import ApplyResult
 from projections.postgres.migrate import load_migrations
-from projections.postgres.projection import PostgresApplyResult, _payment_streams, _Statements
+from projections.postgres.partitions import MonthlyPartitions
+from projections.postgres.projection import PostgresApplyResult, _payment_streams
 from projections.postgres.rows import (
     BatchRows,
     Gap,
@@ -308,8 +309,7 @@ def test_only_payment_streams_are_kept_each_in_version_order(
 
 
 def test_monthly_partition_bounds_cross_the_year() -> None:
-    statements = _Statements("views")
-    text = statements.create_partition("2026-12").as_string(None)
+    text = MonthlyPartitions("views", "postings")._create("2026-12").as_string(None)
     assert '"views"."postings_y2026m12" PARTITION OF "views"."postings"' in text
     assert "FROM ('2026-12-01T00:00:00+00:00') TO ('2027-01-01T00:00:00+00:00')" in text
 
