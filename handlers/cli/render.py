@@ -18,25 +18,16 @@ from ledger.service import PaymentSnapshot
 
 
 def history_table(events: Sequence[RecordedEvent]) -> Table:
+    """One row per event: what happened, when, who and why, the amount it moved and its hash
+    (four columns: it reads in an 80 column terminal)."""
     title = f"payment {payment_id_of(events[0].stream_id)}" if events else "payment"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", show_lines=True)
     table.add_column("v", justify="right")
-    table.add_column("recorded at", no_wrap=True)
-    table.add_column("event")
-    table.add_column("actor")
-    table.add_column("correlation / causation")
-    table.add_column("amount", justify="right")
+    table.add_column("event: when, who, why (correlation / causation)")
+    table.add_column("amount", justify="right", no_wrap=True)
     table.add_column("hash", no_wrap=True)
     for event in events:
-        table.add_row(
-            str(event.version),
-            event.recorded_at,
-            event.event_type,
-            Text(_actor_text(event.actor)),
-            Text(_why(event)),
-            _event_amount(event),
-            event.hash[:_HASH_CHARS_SHOWN],
-        )
+        table.add_row(str(event.version), _event_cell(event), _event_amount(event), _hash(event))
     return table
 
 
@@ -64,36 +55,44 @@ _HASH_CHARS_SHOWN = 12
 
 
 def replay_table(steps: Sequence[tuple[RecordedEvent, PaymentSnapshot]]) -> Table:
-    """One row per event: who, when and why, then the payment's state after it, the fields the
-    event changed in bold yellow."""
+    """One row per event: what happened, who did it, when and why, then the payment's state after
+    it with the fields the event changed in bold yellow. Three columns, so it reads in an 80
+    column terminal as in a wide one."""
     title = f"payment {steps[0][1].state.payment_id} replayed" if steps else "replay"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", show_lines=True)
     table.add_column("v", justify="right")
-    table.add_column("recorded at", no_wrap=True)
-    table.add_column("event")
-    table.add_column("actor")
-    table.add_column("correlation / causation")
-    for header, _ in _REPLAY_COLUMNS:
-        table.add_column(header, justify="left" if header in ("status", "risk") else "right")
+    table.add_column("event: when, who, why (correlation / causation)")
+    table.add_column("state after (changed in bold yellow)")
+    for (event, _), fields in zip(steps, replay_fields(steps), strict=True):
+        state = Text()
+        for index, (label, value, changed) in enumerate(fields):
+            if index:
+                state.append("  ")
+            state.append(f"{label} {value}", style="bold yellow" if changed else "")
+        table.add_row(str(event.version), _event_cell(event), state)
+    return table
+
+
+def replay_fields(
+    steps: Sequence[tuple[RecordedEvent, PaymentSnapshot]],
+) -> list[list[tuple[str, str, bool]]]:
+    """Per event, the state fields worth showing after it as (label, value, changed): status and
+    risk decision always, amounts once they are not zero."""
+    rows: list[list[tuple[str, str, bool]]] = []
     previous: dict[str, Any] | None = None
-    for event, snapshot in steps:
+    for _, snapshot in steps:
         current = snapshot.to_dict()
         # The first event sets every field: nothing to mark.
         changed = set(changed_fields(previous, current)) if previous else set()
-        cells = [
-            Text(_replay_value(current, field), style="bold yellow" if field in changed else "")
-            for _, field in _REPLAY_COLUMNS
-        ]
-        table.add_row(
-            str(event.version),
-            event.recorded_at,
-            event.event_type,
-            Text(_actor_text(event.actor)),
-            Text(_why(event)),
-            *cells,
+        rows.append(
+            [
+                (label, _replay_value(current, field), field in changed)
+                for label, field in _REPLAY_COLUMNS
+                if not field.endswith("_minor") or current[field] or field in changed
+            ]
         )
         previous = current
-    return table
+    return rows
 
 
 # Fields every event moves: not worth calling out as changed.
@@ -173,6 +172,17 @@ def _event_amount(event: RecordedEvent) -> str:
         if currency is not None and isinstance(payload.get(field), int):
             return f"{prefix}{format_amount(payload[field], currency)} {currency}"
     return ""
+
+
+def _event_cell(event: RecordedEvent) -> Text:
+    return Text.assemble(
+        (event.event_type, "bold"),
+        f"\n{event.recorded_at}\n{_actor_text(event.actor)}\n{_why(event)}",
+    )
+
+
+def _hash(event: RecordedEvent) -> str:
+    return event.hash[:_HASH_CHARS_SHOWN]
 
 
 def _actor_text(actor: Actor) -> str:

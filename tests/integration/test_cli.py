@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from devstack.template import create_table
@@ -303,14 +304,25 @@ def test_history_and_replay_tables(dynamodb_client, events_table, monkeypatch) -
     assert "captured" in replay.stdout
     assert "10.00" in replay.stdout
 
-    table = render.replay_table(replay_steps(service.load("pay-2")))
-    changed = {
-        column.header: [bool(getattr(cell, "style", "")) for cell in column.cells]
-        for column in table.columns
-    }
-    assert changed["status"] == [False, True, True, True, False]
-    assert changed["risk"] == [False, True, False, False, False]
-    assert changed["captured"] == [False, False, False, True, True]
+    steps = replay_steps(service.load("pay-2"))
+    changed = [
+        {label for label, _, was_changed in fields if was_changed}
+        for fields in render.replay_fields(steps)
+    ]
+    assert changed == [
+        set(),
+        {"status", "risk"},
+        {"status", "authorized", "hold left"},
+        {"status", "captured", "hold left"},
+        {"captured", "hold left"},
+    ]
+    narrow = Console(width=80, record=True)
+    narrow.print(render.replay_table(steps))
+    text = narrow.export_text()
+    assert "PaymentCaptured" in text
+    assert "agent:capture-bot (m 2)" in text
+    assert "captured 10.00" in text
+    assert all(event.recorded_at in text for event, _ in steps)  # nothing cut short
 
     too_early = runner.invoke(cli.app, ["replay", "pay-2", "--as-of", "2000-01-01T00:00:00Z"])
     assert too_early.exit_code == 5
