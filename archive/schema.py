@@ -15,9 +15,14 @@ Guarantees:
   with the next Parquet field id, and the schema version goes up; readers match columns by field
   id (DuckDB) or by name (Athena, pyarrow), so files written before it read it as NULL. A new
   event type or payload field needs no schema change at all (``payload`` is JSON text).
-- ``merchant_id``, ``amount_minor`` and ``currency`` copy the decoded payload's fields (the
-  payload carries them so one event can be read alone); ``amount_minor`` is null for events
-  without one (risk assessments, failures, and releases, which carry ``released_minor``).
+- ``merchant_id``, ``amount_minor`` and ``currency`` copy the payload's fields (the payload
+  carries them so one event can be read alone); ``amount_minor`` is null for events without one
+  (risk assessments, failures, and releases, which carry ``released_minor``). Each is null when
+  the payload lacks it or holds another type: the archive holds every event of the table, even
+  one whose payload fails the domain model (``archive.records``).
+
+Versions: 1, the first; 2, ``merchant_id`` nullable (an event whose payload lacks it is archived,
+not refused). A version-1 object reads as version 2 (the same columns, one constraint fewer).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import pyarrow.compute as pc
 from ledger.domain.events import Payload
 from ledger.envelope import PAYMENT_STREAM_PREFIX, Actor, RecordedEvent
 
-ARCHIVE_SCHEMA_VERSION = 1
+ARCHIVE_SCHEMA_VERSION = 2
 # Parquet key-value metadata (file footer) naming the schema version a file was written with.
 SCHEMA_VERSION_KEY = b"payledger.archive_schema_version"
 FIELD_ID_KEY = b"PARQUET:field_id"
@@ -80,7 +85,7 @@ COLUMNS: tuple[Column, ...] = (
     _column("causation_id", "string", 14, nullable=True),
     _column("idempotency_key", "string", 15),
     _column("request_digest", "string", 16),
-    _column("merchant_id", "string", 17),
+    _column("merchant_id", "string", 17, nullable=True),
     _column("amount_minor", "int64", 18, nullable=True),
     _column("currency", "string", 19, nullable=True),
     _column("payload", "string", 20),
@@ -114,12 +119,24 @@ def glue_columns() -> list[tuple[str, str]]:
     return stored + [(name, "string") for name in PARTITION_COLUMNS]
 
 
-def events_to_table(events: Sequence[RecordedEvent], payloads: Sequence[Payload]) -> pa.Table:
-    """The rows of payment ``events``, each with its decoded payload (``decode_event``'s)."""
+@dataclass(frozen=True)  # not slots: events_to_table reads each payload's __dict__
+class PayloadFields:
+    """A row's payload columns (None: the payload lacks the field or holds another type)."""
+
+    merchant_id: str | None
+    amount_minor: int | None
+    currency: str | None
+
+
+def events_to_table(
+    events: Sequence[RecordedEvent], payloads: Sequence[PayloadFields | Payload]
+) -> pa.Table:
+    """The rows of payment ``events``, each with its payload's fields: the archive's own copy
+    (``archive.records.payload_fields``) or a decoded payload (``decode_event``'s)."""
     assert len(events) == len(payloads)
     assert all(event.stream_id.startswith(PAYMENT_STREAM_PREFIX) for event in events)
     actors = [event.actor for event in events]
-    # A payload's fields are in its __dict__; getattr on a missing field is pydantic's slow path.
+    # The fields are in each object's __dict__; getattr on a missing field is pydantic's slow path.
     fields = [payload.__dict__ for payload in payloads]
     columns: dict[str, Any] = {
         "event_id": [event.event_id for event in events],
@@ -138,7 +155,7 @@ def events_to_table(events: Sequence[RecordedEvent], payloads: Sequence[Payload]
         "causation_id": [event.causation_id for event in events],
         "idempotency_key": [event.idempotency_key for event in events],
         "request_digest": [event.request_digest for event in events],
-        "merchant_id": [field["merchant_id"] for field in fields],
+        "merchant_id": [field.get("merchant_id") for field in fields],
         "amount_minor": [field.get("amount_minor") for field in fields],
         "currency": [field.get("currency") for field in fields],
         "payload": [event.payload for event in events],
@@ -149,7 +166,7 @@ def events_to_table(events: Sequence[RecordedEvent], payloads: Sequence[Payload]
 
 
 def _timestamps(texts: list[str]) -> pa.Array:
-    # Canonical event timestamps (checked by decode_event) parse as UTC; the column has no zone.
+    # Canonical event timestamps (checked by archive.records) parse as UTC; the column has no zone.
     return pa.array(texts, pa.string()).cast(_TIMESTAMP_UTC).cast(_TIMESTAMP)
 
 

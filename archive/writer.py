@@ -2,10 +2,15 @@
 
 Per batch (one shard, records in sequence order):
 - Only INSERT records are events; MODIFY and REMOVE records are ignored and counted.
-- Every record is decoded with the shared codec (``decode_change``, ``event_of``) and the one gate
-  (``decode_event``). A record that fails is poison: it is reported failed, and so is every later
-  record of its partition key (its payment), so Lambda retries it, bisects, then dead-letters it;
-  it is never dropped silently. Other payments' events are archived.
+- The archive holds exactly the events the table holds: it refuses only a record it cannot
+  store faithfully (``archive.records``: not a well-formed event item, or not one row of the
+  archive's schema), never an event because its payload fails the domain model. A refused
+  record is poison: it is reported failed, and so is every later record of its partition key
+  (its payment), so Lambda retries it, bisects, then dead-letters it; it is never dropped
+  silently. Other payments' events are archived.
+- A batch is decoded column-wise in Arrow (``archive.columnar``) when every record is a
+  well-formed change record; otherwise record by record (``archive.records``), with exactly the
+  same result for every record the column-wise decoder would have accepted.
 - Events are deduplicated by ``event_id`` (the destination may deliver a change twice) and
   ordered by (stream id, version), never by arrival. The same ``event_id`` with different content
   is poison too: the archive never picks one.
@@ -19,25 +24,27 @@ Per batch (one shard, records in sequence order):
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import groupby
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from archive.columnar import decode_rows
 from archive.layout import batch_key
 from archive.parquet import encode
-from archive.schema import events_to_table
+from archive.records import NestedTooDeeplyError, decode_record
+from archive.schema import ARCHIVE_SCHEMA, PayloadFields, events_from_batch, events_to_table
 from archive.storage import ArchiveStorage
-from ledger.changes import decode_change, event_of
-from ledger.decoding import decode_event
-from ledger.domain.errors import LedgerError, UndecodableEventError
-from ledger.domain.events import Payload
-from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent
+from ledger.domain.errors import LedgerError
+from ledger.envelope import RecordedEvent
 
 REASON_CHARS_MAX = 500
 _SHARD_UNKNOWN = "shard-unknown"
+
+Decoded = tuple[RecordedEvent, PayloadFields]
 
 
 @dataclass(slots=True)
@@ -47,13 +54,19 @@ class DecodedBatch:
     shard_id: str
     first_sequence: str
     last_sequence: str
-    events: list[RecordedEvent] = field(default_factory=list)  # deduplicated, (stream, version)
-    payloads: list[Payload] = field(default_factory=list)  # decoded payload of each event
+    # One row per archived event (archive schema), ordered by (recorded day, stream, version).
+    rows: pa.Table
     failures: dict[str, str] = field(default_factory=dict)  # sequence number -> reason
     received: int = 0
     ignored: int = 0  # MODIFY / REMOVE records
     duplicates: int = 0  # events delivered twice within the batch
     poison: int = 0  # records that failed themselves (not only held behind one)
+    column_wise: bool = True  # False: decoded record by record, a record being malformed
+
+    @property
+    def events(self) -> list[RecordedEvent]:
+        """The archived events, in row order."""
+        return list(events_from_batch(self.rows))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +78,44 @@ class WrittenObject:
 
 
 def decode_batch(records: Sequence[Mapping[str, Any]]) -> DecodedBatch:
-    """Decode a Lambda Kinesis event's ``Records`` (non-empty, one shard, in sequence order)."""
+    """Decode a Lambda Kinesis event's ``Records`` (non-empty, one shard, in sequence order):
+    column-wise, or record by record (``decode_records``) if a record is malformed."""
+    assert records, "Lambda never invokes with an empty batch"
+    decoded = decode_rows(records)
+    if decoded is None:
+        return decode_records(records)
+    return DecodedBatch(
+        shard_id=shard_id_of(records[0]),
+        first_sequence=str(records[0]["kinesis"]["sequenceNumber"]),
+        last_sequence=str(records[-1]["kinesis"]["sequenceNumber"]),
+        rows=decoded.table,
+        received=len(records),
+        ignored=decoded.ignored,
+        duplicates=decoded.duplicates,
+    )
+
+
+def decode_records(records: Sequence[Mapping[str, Any]]) -> DecodedBatch:
+    """Decode ``Records`` record by record: the reference the column-wise decoder matches, and
+    the path that reports poison."""
     assert records, "Lambda never invokes with an empty batch"
     batch = DecodedBatch(
         shard_id=shard_id_of(records[0]),
         first_sequence=str(records[0]["kinesis"]["sequenceNumber"]),
         last_sequence=str(records[-1]["kinesis"]["sequenceNumber"]),
+        rows=ARCHIVE_SCHEMA.empty_table(),
         received=len(records),
+        column_wise=False,
     )
     held: dict[str, str] = {}  # partition key -> why its later records fail
-    kept: dict[str, tuple[RecordedEvent, Payload]] = {}
+    kept: dict[str, Decoded] = {}
     for record in records:
         kinesis = record["kinesis"]
         sequence, partition_key = str(kinesis["sequenceNumber"]), str(kinesis["partitionKey"])
         reason = held.get(partition_key)
         if reason is None:
             try:
-                decoded = _decode(kinesis["data"])
+                decoded = _decode(record)
             except (LedgerError, ValueError) as exc:  # binascii.Error is a ValueError
                 reason = f"undecodable: {type(exc).__name__}: {exc}"[:REASON_CHARS_MAX]
             else:
@@ -94,30 +128,28 @@ def decode_batch(records: Sequence[Mapping[str, Any]]) -> DecodedBatch:
             batch.poison += 1
             held[partition_key] = f"an earlier record of the stream failed: {reason}"
         batch.failures[sequence] = reason
-    ordered = sorted(kept.values(), key=lambda pair: (pair[0].stream_id, pair[0].version))
-    batch.events = [event for event, _ in ordered]
-    batch.payloads = [payload for _, payload in ordered]
+    ordered = sorted(kept.values(), key=lambda pair: _day_then_order(pair[0]))
+    batch.rows = events_to_table([event for event, _ in ordered], [fields for _, fields in ordered])
     return batch
 
 
-def _decode(data: str) -> tuple[RecordedEvent, Payload] | None:
-    """The event and payload a record carries; None for a change that is not an event."""
-    event = event_of(decode_change(base64.b64decode(data, validate=True)))
-    if event is None:
+def _decode(record: Mapping[str, Any]) -> Decoded | None:
+    """The event and payload fields a record carries; None for a change that is not an event."""
+    try:
+        return decode_record(record["kinesis"]["data"])
+    except NestedTooDeeplyError:
+        # Python's parser stops where Arrow's reads on: decode this record alone column-wise.
+        alone = decode_rows([record])
+        if alone is None:
+            raise
+    if alone.ignored:
         return None
-    payload = decode_event(event)
-    if not event.stream_id.startswith(PAYMENT_STREAM_PREFIX):
-        # decode_event accepts a later version on any stream; the archive's payment_id cannot
-        # be filled for one, and no such stream can start (version 1 is PaymentInitiated).
-        raise UndecodableEventError(f"{event.stream_id[:64]!r} is not a payment stream")
-    return event, payload
+    (event,) = events_from_batch(alone.table)
+    row = alone.table.select(["merchant_id", "amount_minor", "currency"]).to_pylist()[0]
+    return event, PayloadFields(**row)
 
 
-def _keep(
-    kept: dict[str, tuple[RecordedEvent, Payload]],
-    decoded: tuple[RecordedEvent, Payload],
-    batch: DecodedBatch,
-) -> str | None:
+def _keep(kept: dict[str, Decoded], decoded: Decoded, batch: DecodedBatch) -> str | None:
     """Keep a decoded event unless already kept; the reason it is poison, if it is."""
     event = decoded[0]
     previous = kept.get(event.event_id)
@@ -141,17 +173,24 @@ def shard_id_of(record: Mapping[str, Any]) -> str:
 def write_batch(storage: ArchiveStorage, batch: DecodedBatch) -> list[WrittenObject]:
     """Write the batch's events, one object per recorded day; storage errors propagate."""
     written: list[WrittenObject] = []
-    pairs = sorted(zip(batch.events, batch.payloads, strict=True), key=_day_then_order)
-    for day_text, group in groupby(pairs, key=lambda pair: pair[0].recorded_at[:10]):
-        events, payloads = zip(*group, strict=True)
-        day = date.fromisoformat(day_text)
-        data = encode(events_to_table(events, payloads))
+    for day, rows in days_of(batch.rows):
+        data = encode(rows)
         key = batch_key(day, batch.shard_id, batch.first_sequence, batch.last_sequence)
         storage.put_bytes(key, data)
-        written.append(WrittenObject(key, day, len(events), len(data)))
+        written.append(WrittenObject(key, day, rows.num_rows, len(data)))
     return written
 
 
-def _day_then_order(pair: tuple[RecordedEvent, Payload]) -> tuple[str, str, int]:
-    event = pair[0]
+def days_of(rows: pa.Table) -> Iterator[tuple[date, pa.Table]]:
+    """Each recorded day of ``rows`` (ordered by day) and its rows."""
+    if not rows.num_rows:
+        return
+    days = pc.run_end_encode(rows.column("recorded_at").combine_chunks().cast(pa.date32()))
+    start = 0
+    for day, end in zip(days.values.to_pylist(), days.run_ends.to_pylist(), strict=True):
+        yield day, rows.slice(start, end - start)
+        start = end
+
+
+def _day_then_order(event: RecordedEvent) -> tuple[str, str, int]:
     return event.recorded_at[:10], event.stream_id, event.version

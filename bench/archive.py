@@ -5,8 +5,13 @@ order) are cut into Lambda-shaped Kinesis batches of ``BATCH_SIZE`` records (bas
 records, as the events table's Kinesis destination writes them) and archived with the archive
 Lambda's own code (``decode_batch`` then ``write_batch``) into a local folder. The limit, measured
 on the same machine in the same run: writing exactly the same objects (same keys, rows, encoder
-and zstd) from Arrow tables built beforehand. Each is timed as the best of three runs. Target:
-the pipeline at ≥ 50% of the limit. A breakdown shows where the pipeline's time goes per event.
+and zstd) from Arrow tables built beforehand. Both are timed batch by batch, one after the other,
+each batch's best of three rounds, summed (other processes share the machine). Target:
+the pipeline at ≥ 50% of the limit. A breakdown shows where the pipeline's time goes per event,
+stage by stage of the column-wise decoder (``archive.columnar``), and the floor under it: base64
+(``binascii``) and Arrow's JSON reader alone, with nothing else, against the encoder. The
+record-by-record path (taken by a batch holding a malformed record) is timed on a sample of the
+batches, and must write the same objects.
 
 (2) Reading. An archive of ``ARCHIVE_EVENTS`` rows over ``DAYS`` days (one compacted object per
 day, sorted by stream and version, row groups of 100,000) is generated in a temporary folder one
@@ -17,7 +22,8 @@ target: the one-day query takes ≤ 1/20 of the full scan's time (best of three 
 opened and bytes read come from DuckDB's own file-system log.
 
 Prints the figures, the ratios and peak RSS; exits non-zero only on a crash or a mismatch (the
-pipeline's objects differ from the limit's, a report's totals differ from the generated ones).
+pipeline's objects differ from the limit's or from the record-by-record path's, a report's totals
+differ from the generated ones).
 ``python bench/archive.py --events 50000 --archive-events 1000000`` runs a smaller workload.
 """
 
@@ -25,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import gc
 import hashlib
+import math
 import random
 import resource
 import sys
@@ -36,8 +44,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from itertools import groupby
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +53,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from archive import columnar
 from archive.engine import EngineSettings, connect, files_read
 from archive.layout import batch_key, compacted_key
 from archive.local import LocalArchiveStorage
 from archive.parquet import FileWriter, encode
 from archive.reports import report_named
-from archive.schema import ARCHIVE_SCHEMA, events_to_table
-from archive.writer import DecodedBatch, decode_batch, write_batch
-from ledger.changes import change_document, decode_change, encode_change, event_of
+from archive.schema import ARCHIVE_SCHEMA
+from archive.writer import DecodedBatch, days_of, decode_batch, decode_records, write_batch
+from ledger.changes import change_document, encode_change
 from ledger.codec import canonical_json, chain_hash
-from ledger.decoding import decode_event
 from ledger.dynamodb import event_to_item
 from ledger.envelope import GENESIS_HASH, Actor, RecordedEvent, payment_stream_id
 
@@ -71,6 +78,7 @@ SPAN_DAYS = 3
 DAY_US = 86_400_000_000
 TARGET_WRITE_SHARE = 0.5
 TARGET_PRUNED_SHARE = 1 / 20
+RECORD_BY_RECORD_BATCHES = 20  # the sample the record-by-record path is timed on
 SHARD_ID = "shardId-000000000000"
 
 API = Actor("api", "checkout-api")
@@ -220,78 +228,136 @@ class WriteFigures:
     objects: int
     pipeline_s: float
     limit_s: float
-    decode_s: float
-    gate_s: float
-    arrow_s: float
+    stages_s: dict[str, float]  # the column-wise decoder's stages
+    floor_s: dict[str, float]  # base64 and Arrow's JSON reader alone
+    record_by_record_s: float  # per event, on the sample
 
 
 def measure_writing(events: list[RecordedEvent], batch_size: int, folder: Path) -> WriteFigures:
-    batches = kinesis_batches(events, batch_size)
+    batches = [batch["Records"] for batch in kinesis_batches(events, batch_size)]
     pipeline = LocalArchiveStorage(folder / "pipeline")
     # Warm up outside the timing: pyarrow imports pandas on its first array when pandas is
     # installed (a Lambda cold-start cost, seconds on this machine, not a per-event one).
-    _tables(decode_batch(batches[0]["Records"]))
-    decoded_batches = [decode_batch(batch["Records"]) for batch in batches]
-    prebuilt = [(key, table) for batch in decoded_batches for key, table in _tables(batch)]
+    _tables(decode_batch(batches[0]))
+    decoded_batches = [decode_batch(records) for records in batches]
+    if not all(batch.column_wise for batch in decoded_batches):
+        raise Mismatch("a batch of valid events was decoded record by record")
+    prebuilt = [_tables(batch) for batch in decoded_batches]
     limit = LocalArchiveStorage(folder / "limit")
     # The prebuilt workload is not the Lambda's heap: keep the collector off it.
     gc.collect()
     gc.freeze()
 
-    def run_pipeline() -> None:
-        for batch in batches:
-            write_batch(pipeline, decode_batch(batch["Records"]))
-
-    def run_limit() -> None:
-        for key, table in prebuilt:
+    def run_limit(index: int) -> None:
+        for key, table in prebuilt[index]:
             limit.put_bytes(key, encode(table))
 
-    pipeline_s, limit_s = _best(run_pipeline), _best(run_limit)
+    runs: dict[str, Callable[[int], object]] = {
+        "pipeline": lambda index: write_batch(pipeline, decode_batch(batches[index])),
+        "limit": run_limit,
+    }
+    # Timed among the runs above, as in the pipeline: alone, the decoder's stages run faster
+    # (nothing between them evicts their data from the caches).
+    runs |= _stages(batches)
+    seconds = _interleaved(runs, len(batches))
     _check_same_objects(pipeline, limit, len(events))
-
-    def run_decode() -> None:
-        for batch in batches:
-            for record in batch["Records"]:
-                event_of(decode_change(base64.b64decode(record["kinesis"]["data"])))
-
-    def run_gate() -> None:
-        for decoded in decoded_batches:
-            for event in decoded.events:
-                decode_event(event)
-
-    def run_arrow() -> None:
-        for decoded in decoded_batches:
-            _tables(decoded)
-
-    decode_s, gate_s, arrow_s = (_best(run) for run in (run_decode, run_gate, run_arrow))
+    stages_s = {label: seconds[label] for label in STAGES}
+    floor_s = _floor(batches)
+    record_by_record_s = _record_by_record(batches[:RECORD_BY_RECORD_BATCHES], folder)
     gc.unfreeze()
-    return WriteFigures(len(events), len(prebuilt), pipeline_s, limit_s, decode_s, gate_s, arrow_s)
+    objects = sum(map(len, prebuilt))
+    return WriteFigures(
+        len(events),
+        objects,
+        seconds["pipeline"],
+        seconds["limit"],
+        stages_s,
+        floor_s,
+        record_by_record_s,
+    )
 
 
-def _best(run: Callable[[], None], repeats: int = REPEATS) -> float:
-    """The fastest of ``repeats`` runs (other processes share this machine's two cores)."""
-    best = float("inf")
+STAGES = (
+    "base64, one text, UTF-8 check (documents_text)",
+    "Arrow JSON of the change records + checks (read_changes)",
+    "Arrow JSON of the payloads (read_payload_fields)",
+    "dedupe, order, archive table (assemble)",
+)
+
+
+def _stages(batches: list[list[dict[str, Any]]]) -> dict[str, Callable[[int], object]]:
+    """Runs of the stages of ``archive.columnar.decode_rows`` on one batch, to run in this order:
+    each takes the previous one's output."""
+    state: dict[str, Any] = {}
+
+    def documents(index: int) -> None:
+        state["text"] = columnar.documents_text(batches[index])
+
+    def changes(index: int) -> None:
+        state["changes"] = columnar.read_changes(state["text"], len(batches[index]))
+
+    def payloads(index: int) -> None:
+        state["fields"] = columnar.read_payload_fields(state["changes"].columns["payload"])
+
+    def assemble(index: int) -> None:
+        columnar.assemble(state["changes"].columns, state["fields"])
+
+    return dict(zip(STAGES, (documents, changes, payloads, assemble), strict=True))
+
+
+def _floor(batches: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """What the two unavoidable steps cost alone: base64-decoding every record (the C loop of
+    ``binascii``) and one Arrow JSON read of the documents with the archive's schema."""
+    texts = [columnar.documents_text(records) for records in batches]
+    runs: dict[str, Callable[[int], object]] = {
+        "base64": lambda index: [
+            binascii.a2b_base64(record["kinesis"]["data"]) for record in batches[index]
+        ],
+        "JSON": lambda index: columnar.parse_changes(texts[index]),
+    }
+    return _interleaved(runs, len(batches))
+
+
+def _record_by_record(batches: list[list[dict[str, Any]]], folder: Path) -> float:
+    """Seconds per event of the record-by-record path on ``batches``, which must write exactly
+    the objects the column-wise path writes."""
+    fast, slow = LocalArchiveStorage(folder / "fast"), LocalArchiveStorage(folder / "slow")
+    for records in batches:
+        write_batch(fast, decode_batch(records))
+    seconds = _interleaved(
+        {"slow": lambda index: write_batch(slow, decode_records(batches[index]))},
+        len(batches),
+        repeats=1,
+    )
+    for item in fast.list("events/", limit=1_000_000):
+        if (slow.root / item.key).read_bytes() != (fast.root / item.key).read_bytes():
+            raise Mismatch(f"the record-by-record path wrote another {item.key}")
+    return seconds["slow"] / sum(len(records) for records in batches)
+
+
+def _interleaved(
+    runs: dict[str, Callable[[int], object]], batches: int, repeats: int = REPEATS
+) -> dict[str, float]:
+    """Seconds of each run over every batch: batch by batch, the runs one after another, each
+    batch's fastest of ``repeats`` rounds, summed. Other processes share this machine's two
+    cores: a burst of theirs rarely hits one batch's run in every round, and it hits the runs
+    compared with each other alike."""
+    best = {name: [math.inf] * batches for name in runs}
     for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
+        for index in range(batches):
+            for name, run in runs.items():
+                started = time.perf_counter()
+                run(index)
+                best[name][index] = min(best[name][index], time.perf_counter() - started)
+    return {name: sum(seconds) for name, seconds in best.items()}
 
 
 def _tables(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
     """The objects ``write_batch`` writes for ``batch``: key and Arrow table per recorded day."""
-    pairs = sorted(
-        zip(batch.events, batch.payloads, strict=True),
-        key=lambda pair: (pair[0].recorded_at[:10], pair[0].stream_id, pair[0].version),
-    )
-    tables = []
-    for day_text, group in groupby(pairs, key=lambda pair: pair[0].recorded_at[:10]):
-        events, payloads = zip(*group, strict=True)
-        key = batch_key(
-            date.fromisoformat(day_text), batch.shard_id, batch.first_sequence, batch.last_sequence
-        )
-        tables.append((key, events_to_table(events, payloads)))
-    return tables
+    return [
+        (batch_key(day, batch.shard_id, batch.first_sequence, batch.last_sequence), rows)
+        for day, rows in days_of(batch.rows)
+    ]
 
 
 def _check_same_objects(
@@ -413,18 +479,7 @@ def measure(folder: Path, arguments: argparse.Namespace) -> int:
           "objects from prebuilt Arrow tables)")  # fmt: skip
     print(f"      pipeline / limit = {share:.0%} (target ≥ {TARGET_WRITE_SHARE:.0%}): "
           f"{'met' if share >= TARGET_WRITE_SHARE else 'MISSED'}")  # fmt: skip
-    per_event = {
-        "base64 + JSON + item (decode_change, event_of)": write.decode_s,
-        "the gate (decode_event: payload models)": write.gate_s,
-        "Arrow tables (events_to_table)": write.arrow_s,
-        "Parquet encode + write (the limit)": write.limit_s,
-    }
-    per_event["the rest (dedupe, order, days, allocation), by difference"] = write.pipeline_s - sum(
-        per_event.values()
-    )
-    print(f"      where the pipeline's {write.pipeline_s / write.events * 1e6:.1f} µs/event go:")
-    for label, seconds in per_event.items():
-        print(f"        {seconds / write.events * 1e6:6.1f} µs  {label}")
+    _print_breakdown(write)
     write_rss = peak_rss_mb()
     del events
 
@@ -437,6 +492,26 @@ def measure(folder: Path, arguments: argparse.Namespace) -> int:
     print(f"  (2) {arguments.archive_events:,} rows, {arguments.days} objects, "
           f"{size / 1e9:,.2f} GB, built in {build_s:,.0f} s (not timed below)")  # fmt: skip
     return _queries(storage, arguments, share, write_rss)
+
+
+def _print_breakdown(write: WriteFigures) -> None:
+    per_event = {label: seconds / write.events * 1e6 for label, seconds in write.stages_s.items()}
+    per_event["Parquet encode + write (the limit)"] = write.limit_s / write.events * 1e6
+    pipeline_us = write.pipeline_s / write.events * 1e6
+    per_event["the rest (batch bookkeeping, day split), by difference"] = pipeline_us - sum(
+        per_event.values()
+    )
+    print(f"      where the pipeline's {pipeline_us:.1f} µs/event go:")
+    for label, micros in per_event.items():
+        print(f"        {micros:6.1f} µs  {label}")
+    floor_us = {label: seconds / write.events * 1e6 for label, seconds in write.floor_s.items()}
+    limit_us = per_event["Parquet encode + write (the limit)"]
+    ceiling = limit_us / (limit_us + sum(floor_us.values()))
+    print(f"      floor: base64 alone {floor_us['base64']:.1f} µs + Arrow's JSON reader alone "
+          f"{floor_us['JSON']:.1f} µs = {sum(floor_us.values()):.1f} µs/event before any other "
+          f"step: the pipeline cannot pass {ceiling:.0%} of the limit on this machine")  # fmt: skip
+    print(f"      record by record (a batch holding a malformed record): "
+          f"{1 / write.record_by_record_s:,.0f} events/s, the same objects")  # fmt: skip
 
 
 def _template(folder: Path, events: int) -> pa.Table:

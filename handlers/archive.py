@@ -1,11 +1,14 @@
 """The archive Lambda: the events table's Kinesis destination → Parquet on S3 (DESIGN §7).
 
-Per batch (see ``archive.writer``): decode every record with the shared codec and gate, dedupe by
-``event_id``, order by (stream id, version), write one object per recorded day under a key made
-of the shard id and the batch's sequence range. A poison record (and every later record of its
-partition key) is reported in ``batchItemFailures``, so Lambda retries it, bisects the batch,
-then sends it to the dead-letter queue; the rest of the batch is archived. An S3 failure fails
-the invocation and Lambda retries the whole batch, which rewrites the same keys.
+Per batch (see ``archive.writer``): decode the batch column-wise (record by record when a record
+is malformed), dedupe by ``event_id``, order by (stream id, version), write one object per
+recorded day under a key made of the shard id and the batch's sequence range. The archive holds
+every event of the table; it refuses only a record it cannot store faithfully (``archive.records``),
+never an event because its payload fails the domain model. A poison record (and every later
+record of its partition key) is reported in ``batchItemFailures``, so Lambda retries it, bisects
+the batch, then sends it to the dead-letter queue; the rest of the batch is archived. An S3
+failure fails the invocation and Lambda retries the whole batch, which rewrites the same keys.
+``BatchesDecodedRecordByRecord`` counts the batches that could not be decoded column-wise.
 """
 
 from __future__ import annotations
@@ -65,9 +68,10 @@ def _report(batch: DecodedBatch, written: list[WrittenObject]) -> None:
         "RecordsIgnored": batch.ignored,
         "RecordsPoison": batch.poison,
         "RecordsFailed": len(batch.failures),
-        "EventsArchived": len(batch.events),
+        "EventsArchived": batch.rows.num_rows,
         "EventsDuplicate": batch.duplicates,
         "ObjectsWritten": len(written),
+        "BatchesDecodedRecordByRecord": 0 if batch.column_wise else 1,
     }
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

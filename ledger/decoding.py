@@ -1,11 +1,16 @@
-"""Decode and check a stored event, the same way for every consumer.
+"""Decode and check a stored event, the same way for every consumer that builds a view.
 
-Every stream consumer (the projection Lambda, each read model, a rebuild, the archive) must accept
-exactly the same events: a record one read model applies and another refuses would make them
-diverge, and the refused one would be dead-lettered while the other moved on. ``decode_event`` is
-that one gate: beyond the payload's own model (``decode_payload``), it refuses what no view can
-store faithfully. Checks that depend on the stream's state (the hash link, versions) are the
-consumers' own.
+Every view (the projection Lambda, each read model, analytics, a rebuild, from the table or from
+the archive) must accept exactly the same events: a record one read model applies and another
+refuses would make them diverge, and the refused one would be dead-lettered while the other moved
+on. ``decode_event`` is that one gate: beyond the payload's own model (``decode_payload``), it
+refuses what no view can store faithfully. Checks that depend on the stream's state (the hash
+link, versions) are the consumers' own.
+
+The archive does not apply it: it is not a view but the auditors' copy of the events table, and
+holds every event the table holds, including one this gate refuses (``archive.records`` says
+what it refuses: only what it cannot store faithfully). Views built from the archive apply the
+gate when they read it.
 """
 
 from __future__ import annotations

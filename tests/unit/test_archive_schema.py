@@ -1,4 +1,4 @@
-"""The archive's row format: the declared schema v1, and rows that convert back to the identical
+"""The archive's row format: the declared schema v2, and rows that convert back to the identical
 events whose hashes still verify."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ DECLARED = [
     ("causation_id", pa.string(), True),
     ("idempotency_key", pa.string(), False),
     ("request_digest", pa.string(), False),
-    ("merchant_id", pa.string(), False),
+    ("merchant_id", pa.string(), True),
     ("amount_minor", pa.int64(), True),
     ("currency", pa.string(), True),
     ("payload", pa.string(), False),
@@ -52,9 +52,9 @@ DECLARED = [
 ]
 
 
-def test_the_schema_is_the_declared_v1() -> None:
+def test_the_schema_is_the_declared_v2() -> None:
     assert [(f.name, f.type, f.nullable) for f in ARCHIVE_SCHEMA] == DECLARED
-    assert ARCHIVE_SCHEMA.metadata[SCHEMA_VERSION_KEY] == b"1"
+    assert ARCHIVE_SCHEMA.metadata[SCHEMA_VERSION_KEY] == b"2"
     field_ids = [int(f.metadata[b"PARQUET:field_id"]) for f in ARCHIVE_SCHEMA]
     assert field_ids == list(range(1, len(DECLARED) + 1))
 
@@ -71,7 +71,7 @@ def _round_trip(events: list[RecordedEvent]) -> list[RecordedEvent]:
     data = encode(table)
     read = pq.read_table(pa.BufferReader(data))
     assert read.schema.equals(ARCHIVE_SCHEMA, check_metadata=False)
-    assert pq.read_metadata(pa.BufferReader(data)).metadata[SCHEMA_VERSION_KEY] == b"1"
+    assert pq.read_metadata(pa.BufferReader(data)).metadata[SCHEMA_VERSION_KEY] == b"2"
     return list(events_from_batch(read))
 
 

@@ -115,7 +115,7 @@ def test_objects_read_back_with_the_declared_schema(
         path = local_storage.root / item.key
         table = pq.read_table(path)
         assert table.schema.equals(ARCHIVE_SCHEMA, check_metadata=False)
-        assert pq.read_metadata(path).metadata[SCHEMA_VERSION_KEY] == b"1"
+        assert pq.read_metadata(path).metadata[SCHEMA_VERSION_KEY] == b"2"
         assert pq.read_metadata(path).row_group(0).column(0).compression == "ZSTD"
         day = day_of_key(item.key)
         assert day is not None
