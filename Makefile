@@ -107,33 +107,62 @@ sam-check: $(INSTALLED)
 	fi; \
 	export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}; \
 	echo "==> sam validate --lint"; $(SAM_ENV)/bin/sam validate --lint; \
-	echo "==> sam build"; PATH="$$(dirname "$(PYTHON312)"):$$PATH" $(SAM_ENV)/bin/sam build
+	echo "==> sam build"; PATH="$$(dirname "$(PYTHON312)"):$$PATH" $(SAM_ENV)/bin/sam build; \
+	echo "==> package sizes (MB, unzipped; Lambda allows $(LAMBDA_SIZE_MAX_MB))"; \
+	status=0; for built in .aws-sam/build/*Function; do \
+	    size=$$(du -sm "$$built" | cut -f1); echo "  $${built##*/}: $$size"; \
+	    [ "$$size" -le $(LAMBDA_SIZE_MAX_MB) ] || status=1; \
+	done; exit $$status
 
 # What `sam build` runs for each function (BuildMethod: makefile, in place): our packages and
 # the dependencies uv.lock pins for them, as arm64 CPython 3.12 wheels for the runtime's glibc
-# (Amazon Linux 2023: 2.34). pyarrow, pandas, awswrangler and duckdb stay out (the
-# data-libraries layer brings pyarrow and awswrangler to the functions that need them), and so
-# do the CLI's typer and rich.
+# (Amazon Linux 2023: 2.34). The data libraries go only where they are used, at uv.lock's pins
+# (no managed layer: another pyarrow would not be the one the archive is tested against):
+# pyarrow into the archive function, pyarrow and DuckDB (with its httpfs extension) into the
+# compaction function. Those two get the runtime's boto3 and no PostgreSQL driver, so that each
+# stays within Lambda's 250 MB unzipped; pandas, awswrangler and numpy (optional for pyarrow)
+# are never packaged, nor the CLI's typer and rich.
 LAMBDA_PACKAGES := ledger projections archive handlers
-LAMBDA_DEPS := .cache/lambda/python
-LAMBDA_DEPS_STAMP := .cache/lambda/.installed
-LAMBDA_EXCLUDED := pyarrow duckdb awswrangler typer rich
+LAMBDA_EXCLUDED := pyarrow duckdb duckdb-extension-httpfs awswrangler typer rich
+LAMBDA_PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	$(foreach glibc,2014 _2_28 _2_34,--platform manylinux$(glibc)_aarch64) \
+	--implementation cp --python-version 3.12 --only-binary=:all:
+LAMBDA_SIZE_MAX_MB := 250
 
-$(LAMBDA_DEPS_STAMP): pyproject.toml uv.lock $(UV_STAMP)
-	rm -rf $(LAMBDA_DEPS) && mkdir -p $(LAMBDA_DEPS)
+# .cache/lambda/<set>: full (every function without data libraries), slim (no SDK, no
+# PostgreSQL driver), pyarrow, duckdb (with httpfs).
+.cache/lambda/%/.installed: pyproject.toml uv.lock $(UV_STAMP)
+	rm -rf .cache/lambda/$* && mkdir -p .cache/lambda/$*/python
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes \
-	    $(foreach package,$(LAMBDA_EXCLUDED),--prune $(package)) > .cache/lambda/requirements.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
-	    $(foreach glibc,2014 _2_28 _2_34,--platform manylinux$(glibc)_aarch64) \
-	    --implementation cp --python-version 3.12 \
-	    --only-binary=:all: --target $(LAMBDA_DEPS) -r .cache/lambda/requirements.txt
+	    $(foreach package,$(LAMBDA_EXCLUDED),--prune $(package)) \
+	    $(if $(filter slim,$*),--prune psycopg --prune boto3 --prune botocore) \
+	    > .cache/lambda/full-requirements-$*.txt
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes \
+	    | grep -E '^($(if $(filter pyarrow,$*),pyarrow,duckdb|duckdb-extension-httpfs))==' \
+	    > .cache/lambda/data-requirements-$*.txt
+	case $* in full|slim) cp .cache/lambda/full-requirements-$*.txt .cache/lambda/$*/requirements.txt;; \
+	    *) cp .cache/lambda/data-requirements-$*.txt .cache/lambda/$*/requirements.txt;; esac
+	test -s .cache/lambda/$*/requirements.txt
+	$(LAMBDA_PIP_INSTALL) --target .cache/lambda/$*/python -r .cache/lambda/$*/requirements.txt
 	touch $@
 
-build-%Function: $(LAMBDA_DEPS_STAMP)
+# $(1): the dependency sets to copy in.
+define lambda_package
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is unset: sam build sets it"; exit 1; }
-	cp -R $(LAMBDA_DEPS)/. "$(ARTIFACTS_DIR)"
+	$(foreach set,$(1),cp -R .cache/lambda/$(set)/python/. "$(ARTIFACTS_DIR)";)
 	cp -R $(LAMBDA_PACKAGES) "$(ARTIFACTS_DIR)"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
+endef
+
+build-ArchiveFunction: .cache/lambda/slim/.installed .cache/lambda/pyarrow/.installed
+	$(call lambda_package,slim pyarrow)
+
+build-CompactFunction: .cache/lambda/slim/.installed .cache/lambda/pyarrow/.installed \
+	    .cache/lambda/duckdb/.installed
+	$(call lambda_package,slim pyarrow duckdb)
+
+build-%Function: .cache/lambda/full/.installed
+	$(call lambda_package,full)
 
 # A venv made by `uv venv` has no pip; ensurepip adds it.
 $(UV_STAMP): | $(BIN)/python
