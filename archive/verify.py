@@ -3,8 +3,10 @@ events table held exactly once, as stored.
 
 Every stored row is read (duplicates and damaged rows included) with the object key and row
 number it sits at, sorted by stream and version, one stream in memory at a time. Per stream:
-- the chain is recomputed from the archive alone (``ledger.verification.check_chain``): an
-  altered row, a missing or reordered version is reported at its object and row;
+- the chain is recomputed from the archive alone: every stream surveyed in bulk first
+  (``archive.chains``), then each stream the survey cannot call intact event by event
+  (``ledger.verification.check_chain``): an altered row, a missing or reordered version is
+  reported at its object and row;
 - two different rows for one version are a conflict; identical copies are what a retried Lambda
   batch leaves until compaction merges the day, so they are counted (``copies``), except inside
   compacted objects, which promise each event once;
@@ -16,7 +18,7 @@ number it sits at, sorted by stream and version, one stream in memory at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,10 +27,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from archive.chains import ChainSurvey, survey_chains
 from archive.engine import DEFAULT_ENGINE_SETTINGS, EVENTS_GLOB, EngineSettings, open_connection
 from archive.layout import COMPACTED_PREFIX, EVENTS_PREFIX
 from archive.schema import COLUMNS, events_from_batch
-from archive.storage import ArchiveStorage
+from archive.storage import ArchiveStorage, DuckDBSource
 from ledger.codec import event_document
 from ledger.envelope import RecordedEvent
 from ledger.verification import ChainCheck, Problem, StoredEvent, check_chain
@@ -62,29 +65,50 @@ class ArchivedCopy:
 
 
 def archived_streams(
-    storage: ArchiveStorage, settings: EngineSettings = DEFAULT_ENGINE_SETTINGS
+    storage: ArchiveStorage,
+    settings: EngineSettings = DEFAULT_ENGINE_SETTINGS,
+    *,
+    only: Collection[str | None] | None = None,
 ) -> Iterator[tuple[str, list[ArchivedCopy]]]:
-    """Every stored row, grouped by stream (in stream id order), each stream's rows by version,
-    object and row. DuckDB sorts (spilling to disk past its memory limit); one stream at a time
-    is held here."""
-    if not storage.list(EVENTS_PREFIX, limit=1):
+    """Every stored row (of the streams in ``only``, if given), grouped by stream (in stream id
+    order), each stream's rows by version, object and row. DuckDB sorts (spilling to disk past
+    its memory limit); one stream at a time is held here."""
+    if not storage.list(EVENTS_PREFIX, limit=1) or (only is not None and not only):
         return
     source = storage.duckdb_source()
     # By name rather than by field id: DuckDB 1.5.5 gives no file_row_number with a field-id
     # schema, and verification must say which row of which object is wrong.
-    read = (
-        f"read_parquet({_literal(source.url(EVENTS_GLOB))}, filename = true,"
-        " file_row_number = true, union_by_name = true)"
-    )
+    read = _read(source, "filename = true, file_row_number = true")
+    where, parameters = "", []
+    if only is not None:
+        where = " WHERE stream_id IN (SELECT unnest(?::VARCHAR[])) OR (stream_id IS NULL AND ?)"
+        parameters = [sorted(s for s in only if s is not None), None in only]
     query = (
-        f"SELECT {_NAMES}, filename, file_row_number FROM {read}"
+        f"SELECT {_NAMES}, filename, file_row_number FROM {read}{where}"
         " ORDER BY stream_id, version, filename, file_row_number"
     )
     with closing(open_connection(source, settings)) as connection:
-        reader = connection.execute(query).to_arrow_reader(BATCH_ROWS)
+        reader = connection.execute(query, parameters).to_arrow_reader(BATCH_ROWS)
         copies = _copies(reader, len(source.root_url))
         for stream_id, group in groupby(copies, key=lambda pair: pair[0]):
             yield stream_id, [copy for _, copy in group]
+
+
+def surveyed_chains(
+    storage: ArchiveStorage, settings: EngineSettings = DEFAULT_ENGINE_SETTINGS
+) -> ChainSurvey:
+    """``archive.chains.survey_chains`` over every stored row."""
+    if not storage.list(EVENTS_PREFIX, limit=1):
+        return ChainSurvey(0, 0, frozenset())
+    source = storage.duckdb_source()
+    with closing(open_connection(source, settings)) as connection:
+        return survey_chains(connection, _read(source))
+
+
+def _read(source: DuckDBSource, options: str = "") -> str:
+    extra = f", {options}" if options else ""
+    url = _literal(source.url(EVENTS_GLOB))
+    return f"read_parquet({url}, union_by_name = true{extra})"
 
 
 def _copies(reader: pa.RecordBatchReader, root_length: int) -> Iterator[tuple[str, ArchivedCopy]]:
@@ -124,26 +148,22 @@ class ArchiveChains:
 
 
 def verify_archive_chains(
-    storage: ArchiveStorage,
-    settings: EngineSettings = DEFAULT_ENGINE_SETTINGS,
-    *,
-    progress: Callable[[int, int], None] | None = None,
+    storage: ArchiveStorage, settings: EngineSettings = DEFAULT_ENGINE_SETTINGS
 ) -> ArchiveChains:
     """Every stream's chain recomputed from the archive alone (no events table): what an auditor
-    holding only the Parquet objects can check. A version stored more than once is checked once
-    (its first copy); ``ArchiveCheck`` says whether the copies agree."""
-    result = ArchiveChains()
-    for stream_id, copies in archived_streams(storage, settings):
+    holding only the Parquet objects can check. Surveyed in bulk (``archive.chains``); each
+    stream the survey cannot call intact is checked event by event, which locates its problems.
+    A version stored more than once is checked once (its first copy); ``ArchiveCheck`` says
+    whether the copies agree."""
+    survey = surveyed_chains(storage, settings)
+    result = ArchiveChains(survey.streams, survey.rows)
+    for stream_id, copies in archived_streams(storage, settings, only=survey.suspects):
         chosen = [next(group) for _, group in groupby(copies, key=lambda copy: copy.version)]
         stored = [
             StoredEvent(c.version, c.event, f"{storage.location}/{c.location}", c.problem)
             for c in chosen
         ]
         result.problems.extend(check_chain(stream_id, stored, check="archive").problems)
-        result.streams += 1
-        result.rows += len(copies)
-        if progress is not None:
-            progress(result.streams, result.rows)
     return result
 
 
@@ -168,6 +188,7 @@ class ArchiveCheck:
         self.copies = 0  # identical copies awaiting compaction
         self.events = 0
         self._stream_ids, newest = self._survey()
+        self._suspects = surveyed_chains(storage, settings).suspects
         self._horizon = None if newest is None else newest - lag
         self._streams = archived_streams(storage, settings)
         self._next: tuple[str, list[ArchivedCopy]] | None = next(self._streams, None)
@@ -203,7 +224,7 @@ class ArchiveCheck:
         if not self._storage.list(EVENTS_PREFIX, limit=1):
             return [], None
         source = self._storage.duckdb_source()
-        read = f"read_parquet({_literal(source.url(EVENTS_GLOB))}, union_by_name = true)"
+        read = _read(source)
         with closing(open_connection(source, self._settings)) as connection:
             streams = connection.execute(f"SELECT DISTINCT stream_id FROM {read}").fetchall()
             newest = connection.execute(f"SELECT max(recorded_at) FROM {read}").fetchone()
@@ -219,8 +240,9 @@ class ArchiveCheck:
             versions = list(group)
             problems.extend(self._copy_problems(stream_id, versions))
             chosen.append(versions[0])
-        stored = [StoredEvent(c.version, c.event, self._where(c), c.problem) for c in chosen]
-        problems.extend(check_chain(stream_id, stored, check="archive").problems)
+        if stream_id in self._suspects:  # the survey found every other chain intact
+            stored = [StoredEvent(c.version, c.event, self._where(c), c.problem) for c in chosen]
+            problems.extend(check_chain(stream_id, stored, check="archive").problems)
         problems.extend(self._table_problems(stream_id, chosen, table))
         return problems
 

@@ -1,13 +1,16 @@
 """Verification benchmark (issue 6): chain verification against raw SHA-256, replay latency.
 
 Prints, each measured in this run:
-- chain verification (what ``verify --chains`` does per event: recompute the hash from the
-  event's content, check the link and the version) in events/s over ``--events`` synthetic
-  events with valid chains, against the baseline of raw ``hashlib.sha256`` over exactly the bytes
-  the chain hashes (``prev_hash`` + the canonical document), precomputed: the physical limit of
-  any verifier in this process (target: ≥ 50% of raw);
-- where the verifier's time goes (parsing and re-encoding the payload dominates: a stored
-  payload's text is checked to be its canonical JSON, which an auditor's verifier relies on);
+- ``verify --chains`` over a ``--archive-events`` archive of Parquet objects (every row read,
+  every hash recomputed, every link and version checked: ``archive.verify``) in events/s,
+  against raw ``hashlib.sha256`` over exactly the bytes the chains hash (``prev_hash`` + the
+  canonical document), precomputed, in one thread: the target is ≥ 50% of raw. The check runs
+  DuckDB on every core beside the hashing thread; the CPU it used is printed too;
+- the event-by-event check (``ledger.verification.check_chain``, what the DynamoDB source and
+  the archive's doubtful streams go through) in memory, against the same baseline, and where
+  its time goes (parsing and re-encoding the payload dominates: a stored payload's text is
+  checked to be its canonical JSON, which an auditor's verifier relies on);
+- replay of one payment from the archive (the ``ArchiveReader``, DuckDB),
 - replay of one payment from DynamoDB (the moto server on loopback: one Query and the fold),
   latency p50 / p95 / max;
 - a digest over every stream and a proof for one event (time), and peak RSS.
@@ -248,11 +251,14 @@ def bench_archive(root: Path, events: int, replays: int) -> None:
     size_mb = sum(path.stat().st_size for path in root.rglob("*.parquet")) / 1e6
     print(f"  written in {time.perf_counter() - start:,.0f} s ({size_mb:,.0f} MB of Parquet)")
     storage = LocalArchiveStorage(root)
-    print("verify --chains over the archive (every row read, sorted, chains recomputed)…",
+    print("verify --chains over the archive (every row read, chains recomputed; best of 3)…",
           flush=True)  # fmt: skip
-    start = time.perf_counter()
-    result = verify_archive_chains(storage, ENGINE)
-    verify_s = time.perf_counter() - start
+    runs = []
+    for _ in range(3):
+        cpu_start, start = cpu_seconds(), time.perf_counter()
+        result = verify_archive_chains(storage, ENGINE)
+        runs.append((time.perf_counter() - start, cpu_seconds() - cpu_start))
+    verify_s, cpu_s = min(runs)
     if result.problems or result.rows != events:
         raise SystemExit(f"MISMATCH: {result.rows:,} rows, problems {result.problems[:3]}")
     raw_rate, verify_rate = raw.events / raw.seconds, result.rows / verify_s
@@ -263,6 +269,8 @@ def bench_archive(root: Path, events: int, replays: int) -> None:
     print(f"  verify --chains from the archive:       {verify_rate:>11,.0f} events/s = "
           f"{share:.1%} of raw (target ≥ {TARGET_SHARE_OF_RAW:.0%}: {verdict}); "
           f"{verify_s:,.1f} s for {result.streams:,} streams")  # fmt: skip
+    print(f"      {cpu_s:,.1f} s of CPU ({cpu_s / verify_s:.1f} cores busy): DuckDB reads, "
+          "assembles each chain input and joins the links while this thread hashes")  # fmt: skip
     reader = ArchiveReader(storage, ENGINE)
     payment_id = sample[0].stream_id.removeprefix("payment#")
     latencies = []
@@ -328,6 +336,11 @@ def bench_digest_and_proof(streams: Sequence[list[RecordedEvent]]) -> tuple[floa
     if problems:
         raise SystemExit(f"MISMATCH: a fresh proof does not verify: {problems}")
     return digest_s, proof_s, len(heads_data)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:

@@ -3,7 +3,9 @@ them, each problem found at its object and row; retried batches' copies are not 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from itertools import groupby
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from archive.layout import COMPACTED_PREFIX, day_prefix
 from archive.local import LocalArchiveStorage
 from archive.parquet import encode
+from archive.s3 import S3ArchiveStorage
 from archive.schema import events_to_table
 from archive.storage import ArchiveStorage
 from archive.verify import (
@@ -24,11 +27,13 @@ from archive.verify import (
     ARCHIVE_MISMATCH,
     ARCHIVE_MISSING,
     ArchiveCheck,
+    surveyed_chains,
     verify_archive_chains,
 )
 from handlers.verification import Verification, VerifyReport, run_verification
+from ledger.codec import event_hash
 from ledger.decoding import decode_event
-from ledger.envelope import RecordedEvent
+from ledger.envelope import GENESIS_HASH, Actor, RecordedEvent
 from ledger.memory import MemoryEventStore
 from ledger.verification import (
     HASH_MISMATCH,
@@ -57,7 +62,7 @@ def write(
     return key
 
 
-def archive_all(storage: LocalArchiveStorage, events: list[RecordedEvent]) -> list[str]:
+def archive_all(storage: ArchiveStorage, events: list[RecordedEvent]) -> list[str]:
     """One object per day, as a batch per day would write them."""
     return [
         write(storage, f"batch-{day}", list(group))
@@ -278,3 +283,70 @@ def test_chains_from_the_archive_alone(
         day[1].version,
     )
     assert problem.location == f"{storage.location}/{keys[0]} row 1"
+
+
+def rechained(events: list[RecordedEvent]) -> list[RecordedEvent]:
+    """``events`` with every hash and link recomputed (a history the ledger could have written)."""
+    chained, prev_hash = [], GENESIS_HASH
+    for event in events:
+        event = replace(event, prev_hash=prev_hash)
+        event = replace(event, hash=event_hash(event))
+        chained.append(event)
+        prev_hash = event.hash
+    return chained
+
+
+@pytest.mark.parametrize(
+    ("actor_id", "stored_as"),
+    [('agent "7"', 'agent \\"7\\"'), ("agent\\7", "agent\\\\7")],
+    ids=["quote", "backslash"],
+)
+def test_a_value_stored_as_its_json_escaping_is_found(
+    storage: LocalArchiveStorage, history: LedgerHistory, actor_id: str, stored_as: str
+) -> None:
+    """Stored escaped, the value assembles exactly the event's JSON text, so its hash matches:
+    only escaping the stored value (as the exact check does) shows it was changed."""
+    stream = history.streams()[0]
+    stream[1] = replace(stream[1], actor=Actor("agent", actor_id, model="router"))
+    stream = rechained(stream)
+    assert json.dumps(actor_id, ensure_ascii=False) == f'"{stored_as}"'
+    key = write(storage, "batch", stream, with_cell(1, "actor_id", stored_as))
+    [problem] = verify_archive_chains(storage).problems
+    assert (problem.kind, problem.version, problem.location) == (
+        HASH_MISMATCH,
+        2,
+        f"{storage.location}/{key} row 1",
+    )
+
+
+def test_the_survey_hands_only_doubtful_streams_to_the_exact_check(
+    s3_storage: S3ArchiveStorage, events: list[RecordedEvent]
+) -> None:
+    keys = archive_all(s3_storage, events)
+    streams = {event.stream_id for event in events}
+    survey = surveyed_chains(s3_storage)
+    assert (survey.streams, survey.rows, survey.suspects) == (
+        len(streams),
+        len(events),
+        frozenset(),
+    )
+
+    day = [e for e in events if e.recorded_at[:10] == events[0].recorded_at[:10]]
+    write(s3_storage, "retried-batch", day[:1])  # a copy awaiting compaction
+    name = keys[-1].rsplit("/", 1)[1].removesuffix(".parquet")
+    last_day = [e for e in events if e.recorded_at[:10] == events[-1].recorded_at[:10]]
+    respaced, altered = last_day[0], last_day[-1]
+    assert respaced.stream_id != altered.stream_id
+    tampers = [with_cell(0, "payload", lambda text: text + " "),
+               with_cell(len(last_day) - 1, "correlation_id", "another-flow")]  # fmt: skip
+    write(s3_storage, name, last_day, lambda table: tampers[1](tampers[0](table)))
+    survey = surveyed_chains(s3_storage)
+    assert survey.suspects == {day[0].stream_id, respaced.stream_id, altered.stream_id}
+    assert survey.rows == len(events) + 1
+    # The copy is checked once; the re-spaced payload is the same JSON document: no problem.
+    [problem] = verify_archive_chains(s3_storage).problems
+    assert (problem.kind, problem.stream_id, problem.version) == (
+        HASH_MISMATCH,
+        altered.stream_id,
+        altered.version,
+    )
