@@ -15,9 +15,9 @@ to ``ledger.verification.check_chain``, which locates each problem. The survey n
 broken stream intact: a row counts only if its stored hash is SHA-256 of exactly the bytes the
 chain hashes. It is stricter than the exact check in one way: the payload is hashed as stored,
 byte for byte (the ledger stores the canonical text it hashed), so a payload stored re-spaced or
-re-ordered is a suspect, and the exact check decides. Rows whose strings JSON must escape
-(quotes, backslashes, control characters) are suspects too: rare, and escaping is the exact
-check's job.
+re-ordered is a suspect, and the exact check decides. Rows whose strings hold a quote or a
+backslash are suspects too (escaping them is the exact check's job); a raw control character,
+which JSON also escapes, makes its row fail the hash, so it is a suspect all the same.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def _hash_survey(connection: duckdb.DuckDBPyConnection, read: str) -> frozenset[
 
 def chain_input_sql() -> str:
     """A DuckDB expression of one row's chain input, ``prev_hash + canonical(document)``
-    (``ledger.codec.event_hash``), or NULL when a string needs JSON escaping or a field the
-    document requires is NULL. One ``concat`` (which skips NULLs: the optional actor fields and
+    (``ledger.codec.event_hash``), or NULL when a string holds a quote or a backslash or a field
+    the document requires is NULL. One ``concat`` (which skips NULLs: the optional actor fields and
     a missing causation then read as ``event_hash`` writes them) rather than a chain of ``||``,
     each of which would copy every string built so far."""
     timestamp = "'%Y-%m-%dT%H:%M:%S.%fZ'"  # canonical: six fractional digits, UTC

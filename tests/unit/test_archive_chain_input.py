@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 import duckdb
 import pyarrow as pa
@@ -17,16 +17,10 @@ from archive.chains import chain_input_sql, unhashed_streams
 from archive.schema import PayloadFields, events_to_table
 from ledger.codec import canonical_json, chain_hash, hash_document
 from ledger.envelope import Actor, RecordedEvent
+from tests.envelope_strategies import MOMENTS, actors, canonical_moment, texts
 
-_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
-_TIMES = st.datetimes(
-    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999)
-)
+_TEXT = texts(max_size=12)
 _PAYLOADS = st.dictionaries(_TEXT, st.integers(-(2**70), 2**70) | _TEXT | st.none(), max_size=4)
-
-
-def _canonical(moment: datetime) -> str:
-    return moment.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").rjust(27, "0")
 
 
 def _chain_inputs(events: list[RecordedEvent]) -> list[bytes | None]:
@@ -41,18 +35,12 @@ def _hashed(event: RecordedEvent) -> bytes:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    actor=st.builds(
-        Actor,
-        kind=st.sampled_from(["agent", "api", "system", "operator"]),
-        id=_TEXT,
-        model=st.none() | _TEXT,
-        version=st.none() | _TEXT,
-    ),
+    actor=actors(_TEXT),
     strings=st.lists(_TEXT, min_size=5, max_size=5),
     causation_id=st.none() | _TEXT,
     payload=_PAYLOADS,
-    occurred=_TIMES,
-    recorded=_TIMES,
+    occurred=MOMENTS,
+    recorded=MOMENTS,
     version=st.integers(1, 2**63 - 1),
     schema_version=st.integers(-(2**31), 2**31 - 1),
 )
@@ -73,8 +61,8 @@ def test_a_row_assembles_what_the_chain_hashes_or_nothing(
         event_id=event_id,
         event_type=event_type,
         schema_version=schema_version,
-        occurred_at=_canonical(occurred),
-        recorded_at=_canonical(recorded),
+        occurred_at=canonical_moment(occurred),
+        recorded_at=canonical_moment(recorded),
         actor=actor,
         correlation_id=correlation_id,
         causation_id=causation_id,

@@ -8,7 +8,6 @@ import base64
 import dataclasses
 import json
 import random
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from ledger.domain.errors import UndecodableEventError
 from ledger.dynamodb import event_to_item
 from ledger.envelope import Actor, RecordedEvent
 from tests.archive_events import ledger_history
+from tests.envelope_strategies import MOMENTS, actors, canonical_moment, texts
 from tests.kinesis_events import REGION, TABLE_NAME, KinesisShard, kinesis_record
 
 HISTORY = ledger_history(12).events()  # 60-odd events of 12 payments over six days
@@ -87,21 +87,8 @@ def _rehashed(event: RecordedEvent, **changes: Any) -> RecordedEvent:
 
 # ── the same result for every batch of well-formed records ──────────────────────────────────
 
-_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
-_MOMENTS = st.datetimes(
-    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999)
-)
-_ACTORS = st.builds(
-    Actor,
-    kind=st.sampled_from(["agent", "api", "system", "operator"]),
-    id=_TEXT,
-    model=st.none() | _TEXT,
-    version=st.none() | _TEXT,
-)
-
-
-def _canonical(moment: datetime) -> str:
-    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S.%f}Z"
+_TEXT = texts(max_size=40)
+_ACTORS = actors(_TEXT)
 
 
 @st.composite
@@ -136,8 +123,8 @@ def _batches(draw: st.DrawFn) -> list[Any]:
             causation_id=draw(st.none() | _TEXT),
             correlation_id=draw(_TEXT),
             idempotency_key=draw(_TEXT),
-            occurred_at=_canonical(draw(_MOMENTS)),
-            recorded_at=_canonical(draw(_MOMENTS)),
+            occurred_at=canonical_moment(draw(MOMENTS)),
+            recorded_at=canonical_moment(draw(MOMENTS)),
             payload=draw(_payloads(event.payload)),
         )
         if draw(st.booleans())

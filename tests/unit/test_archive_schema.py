@@ -4,7 +4,7 @@ events whose hashes still verify."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +24,7 @@ from archive.schema import (
 from ledger.codec import event_hash, verify_chain
 from ledger.decoding import decode_event
 from ledger.envelope import Actor, RecordedEvent
+from tests.envelope_strategies import MOMENTS, actors, canonical_moment, texts
 
 # The decision every consumer (the template's Glue table, verification) builds on.
 DECLARED = [
@@ -93,35 +94,16 @@ def test_payload_columns_copy_the_payload(recorded_history: list[RecordedEvent])
     assert amounts[1] is None  # a risk assessment moves no money
 
 
-_TIMES = st.datetimes(
-    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999)
-)
-_TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1
-)
-
-
-def _canonical(moment: datetime) -> str:
-    value = moment.replace(tzinfo=UTC)
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}"
-        f":{value.second:02d}.{value.microsecond:06d}Z"
-    )
+_TEXT = texts(without="\x00")
 
 
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    occurred=_TIMES,
-    recorded=_TIMES,
-    actor=st.builds(
-        Actor,
-        kind=st.sampled_from(["agent", "api", "system", "operator"]),
-        id=_TEXT,
-        model=st.none() | _TEXT,
-        version=st.none() | _TEXT,
-    ),
+    occurred=MOMENTS,
+    recorded=MOMENTS,
+    actor=actors(_TEXT),
     causation_id=st.none() | _TEXT,
     correlation_id=_TEXT,
     idempotency_key=_TEXT,
@@ -140,8 +122,8 @@ def test_any_envelope_round_trips_and_its_hash_still_verifies(
     event = dataclasses.replace(
         recorded_history[1],
         version=version,
-        occurred_at=_canonical(occurred),
-        recorded_at=_canonical(recorded),
+        occurred_at=canonical_moment(occurred),
+        recorded_at=canonical_moment(recorded),
         actor=actor,
         causation_id=causation_id,
         correlation_id=correlation_id,
