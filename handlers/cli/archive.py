@@ -24,6 +24,7 @@ from archive.local import LocalArchiveStorage
 from archive.storage import ArchiveStorage
 from handlers import bootstrap
 from handlers.cli.common import (
+    HELP_MARKUP,
     GlobalOptions,
     JsonOption,
     app,
@@ -34,10 +35,13 @@ from handlers.cli.common import (
 from ledger.domain.errors import ValidationError
 from ledger.domain.timestamps import format_timestamp
 
-archive_app = typer.Typer(help="The Parquet archive of every event.", no_args_is_help=True)
+archive_app = typer.Typer(
+    help="The Parquet archive of every event.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP
+)
 audit_app = typer.Typer(
     help="Auditors' SQL over the archive's table events: Athena on AWS, DuckDB locally.",
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(archive_app, name="archive")
 app.add_typer(audit_app, name="audit")

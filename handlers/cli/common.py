@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
 
@@ -59,6 +59,9 @@ class GlobalOptions:
     debug: bool
 
 
+# Help text is Markdown: a docstring's line breaks join into paragraphs at the terminal's width.
+HELP_MARKUP: Final = "markdown"
+
 app = typer.Typer(
     name="payledger",
     help="Event-sourced payment ledger: record payment commands, read and replay their history.",
@@ -66,6 +69,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
 )
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from handlers import bootstrap
-from handlers.cli.common import JsonOption, app, global_options, print_json, reporting
+from handlers.cli.common import HELP_MARKUP, JsonOption, app, global_options, print_json, reporting
 from ledger.domain.errors import EXIT_OTHER
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 local_app = typer.Typer(
     help="The local stack: emulated AWS (moto), embedded PostgreSQL, the stream consumers.",
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(local_app, name="local")
 

@@ -17,6 +17,7 @@ from rich.text import Text
 from handlers.cli import common
 from handlers.cli.common import (
     EXIT_CODES_HELP,
+    HELP_MARKUP,
     JsonOption,
     PaymentIdArgument,
     app,
@@ -49,6 +50,7 @@ pay_app = typer.Typer(
     help="Run a payment command (idempotent per --key).",
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 
 _FALLBACK_OPERATOR = "cli"
@@ -122,7 +124,7 @@ ActorOption = Annotated[
     typer.Option(
         "--actor",
         metavar="KIND:ID",
-        help="Who acts: KIND is agent, api, system or operator. Default: operator:<OS user>.",
+        help="Who acts: KIND is agent, api, system or operator. Default: `operator:<OS user>`.",
         show_default=False,
     ),
 ]

@@ -23,7 +23,7 @@ from rich.text import Text
 from handlers import bootstrap
 from handlers.cli import common
 from handlers.cli.archive import ArchiveDirOption, archive_storage
-from handlers.cli.common import JsonOption, app, global_options, print_json, reporting
+from handlers.cli.common import HELP_MARKUP, JsonOption, app, global_options, print_json, reporting
 from handlers.verification import StreamCheck, Verification, VerifyReport, run_verification
 from ledger.digests import DigestStore, digest_key, parse_digest, read_heads
 from ledger.domain.errors import NotFoundError, ValidationError
@@ -32,7 +32,9 @@ from ledger.proofs import build_proof, load_proof, verify_proof
 from ledger.verification import EXIT_VERIFICATION_FAILED, VerificationFailedError
 
 digest_app = typer.Typer(
-    help="The numbered digests in the Object Lock bucket.", no_args_is_help=True
+    help="The numbered digests in the Object Lock bucket.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(digest_app, name="digest")
 

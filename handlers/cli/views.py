@@ -17,6 +17,7 @@ from rich.text import Text
 from handlers.cli import common
 from handlers.cli.archive import ArchiveDirOption, archive_storage
 from handlers.cli.common import (
+    HELP_MARKUP,
     JsonOption,
     app,
     global_options,
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
     from ledger.store import EventStore
     from projections.rebuild import RebuildReport, StreamSource
 
-db_app = typer.Typer(help="The PostgreSQL views' schema.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The PostgreSQL views' schema.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP
+)
 app.add_typer(db_app, name="db")
 
 
@@ -49,7 +52,7 @@ def db_migrate(
     json_output: JsonOption = False,
 ) -> None:
     """Apply the pending SQL migrations (idempotent; refuses edited ones): the views into the
-    schema, the analytics windows into <schema>_analytics."""
+    schema, the analytics windows into `<schema>_analytics`."""
     options = global_options(ctx)
     with reporting(options, json_output):
         from handlers.database import database_connector
@@ -83,7 +86,7 @@ def rebuild(
         typer.Option(
             "--into",
             metavar="SCHEMA",
-            help="New schema to build. Default: <schema>_rebuild_<timestamp>.",
+            help="New schema to build. Default: `<schema>_rebuild_<timestamp>`.",
             show_default=False,
         ),
     ] = None,
