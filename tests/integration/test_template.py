@@ -508,6 +508,18 @@ def test_an_alarm_fires_on_an_approval_rate_drop() -> None:
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
+def test_an_alarm_fires_when_the_archive_falls_back_to_record_by_record() -> None:
+    alarm = RESOURCES["ArchiveRecordByRecordAlarm"]["Properties"]
+    environment = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert alarm["MetricName"] == "BatchesDecodedRecordByRecord"  # handlers/archive.py's count
+    assert alarm["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["Dimensions"] == [
+        {"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]}
+    ]
+    assert (alarm["Statistic"], alarm["Threshold"]) == ("Sum", 0)
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
 def test_every_dead_letter_queue_has_a_depth_alarm() -> None:
     queues = {
         logical_id

@@ -151,7 +151,11 @@ def test_poison_is_reported_and_the_rest_archived(
     records = [change_record(event, shard) for event in history.events()[:10]]
     poisoned = records[3]
     poisoned["kinesis"]["data"] = "bm90IGpzb24="  # "not json"
+    archive_handler.metrics.clear_metrics()
     response = archive_handler.process(kinesis_event(records), local_storage)
+    counted = archive_handler.metrics.metric_set["BatchesDecodedRecordByRecord"]
+    assert counted["Value"] == [1]  # what ArchiveRecordByRecordAlarm watches
+    archive_handler.metrics.clear_metrics()
     failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
     key = poisoned["kinesis"]["partitionKey"]
     expected = {
