@@ -306,7 +306,7 @@ def test_a_value_stored_as_its_json_escaping_is_found(
 ) -> None:
     """Stored escaped, the value assembles exactly the event's JSON text, so its hash matches:
     only escaping the stored value (as the exact check does) shows it was changed."""
-    stream = history.streams()[0]
+    stream = list(history.streams()[0])  # the session's history stays as recorded
     stream[1] = replace(stream[1], actor=Actor("agent", actor_id, model="router"))
     stream = rechained(stream)
     assert json.dumps(actor_id, ensure_ascii=False) == f'"{stored_as}"'
