@@ -71,7 +71,13 @@ class ApiGateway:
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
     ) -> Response:
-        event = proxy_event(method, path, body=body, headers=headers, query=query)
+        event = proxy_event(
+            method,
+            path,
+            body=None if body is None else json.dumps(body),
+            headers={"Content-Type": "application/json", **(headers or {})},
+            query=query,
+        )
         invocation = self._invoke(event)
         if invocation.error is not None:
             # API Gateway answers 502 when the integration fails; the agents treat it as such.
@@ -94,12 +100,15 @@ def proxy_event(
     method: str,
     path: str,
     *,
-    body: Mapping[str, Any] | None = None,
+    body: str | None = None,
     headers: Mapping[str, str] | None = None,
     query: Mapping[str, str] | None = None,
+    identity: Mapping[str, str | None] | None = None,
+    base64_encoded: bool = False,
 ) -> dict[str, Any]:
-    """The event a REST API's ``/{proxy+}`` resource sends its Lambda integration."""
-    headers = {"Content-Type": "application/json", **(headers or {})}
+    """The event a REST API's ``/{proxy+}`` resource sends its Lambda integration (stage
+    ``local``): ``body`` as the client sent it, ``identity`` added to the caller's."""
+    headers = dict(headers or {})
     request_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     return {
@@ -129,10 +138,15 @@ def proxy_event(
             "stage": "local",
             "domainName": "localhost",
             "domainPrefix": "localhost",
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "payledger-demo", "caller": None},
+            "identity": {
+                "sourceIp": "127.0.0.1",
+                "userAgent": "payledger-demo",
+                "caller": None,
+                **(identity or {}),
+            },
         },
-        "body": None if body is None else json.dumps(body),
-        "isBase64Encoded": False,
+        "body": body,
+        "isBase64Encoded": base64_encoded,
     }
 
 

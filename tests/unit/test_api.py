@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from devstack.agents import proxy_event
 from ledger.codec import event_document, verify_chain
 from ledger.domain.errors import ConcurrencyError
 from ledger.domain.limits import AMOUNT_MINOR_MAX, METADATA_KEYS_MAX
@@ -71,47 +71,17 @@ def rest_event(
     identity: Mapping[str, str | None] | None = None,
     base64_encoded: bool = False,
 ) -> dict[str, Any]:
-    """An API Gateway REST API proxy-integration event (stage ``Prod``, resource ``/{proxy+}``)."""
-    headers = dict(headers or {})
-    request_id = str(uuid.uuid4())
-    event = {
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": dict(query) if query else None,
-        "multiValueQueryStringParameters": (
-            {name: [value] for name, value in query.items()} if query else None
-        ),
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "a1b2c3d4e5",
-            "resourceId": "r1s2t3",
-            "resourcePath": "/{proxy+}",
-            "httpMethod": method,
-            "extendedRequestId": request_id,
-            "requestId": request_id,
-            "requestTime": "21/Nov/2026:12:00:00 +0000",
-            "requestTimeEpoch": 1795262400000,
-            "path": f"/Prod{path}",
-            "protocol": "HTTP/1.1",
-            "stage": "Prod",
-            "domainName": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "a1b2c3d4e5",
-            "identity": {
-                "sourceIp": "203.0.113.7",
-                "userAgent": "pytest",
-                "apiKeyId": API_KEY_ID,
-                "caller": None,
-                **(identity or {}),
-            },
-        },
-        "body": body,
-        "isBase64Encoded": base64_encoded,
-    }
+    """The local stack's API Gateway event (``devstack.agents``), called with an API key,
+    checked against Powertools' model of a REST API proxy-integration event."""
+    event = proxy_event(
+        method,
+        path,
+        body=body,
+        headers=headers,
+        query=query,
+        identity={"apiKeyId": API_KEY_ID, **(identity or {})},
+        base64_encoded=base64_encoded,
+    )
     APIGatewayProxyEventModel.model_validate(event)
     return event
 

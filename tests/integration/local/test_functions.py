@@ -119,8 +119,9 @@ def test_a_timeout_ends_the_runtime_and_the_next_invocation_starts_a_new_one(
     answered = sleeper.invoke({"seconds": 0})
 
     assert timed_out.error is not None
+    # Killed at its timeout: a handler that slept its 30 s out would have answered "slept".
     assert timed_out.error["errorType"] == "Sandbox.Timedout"
-    assert 1 <= timed_out.duration_s < 10
+    assert timed_out.result is None
     assert answered.result == "slept"
     assert sleeper.cold_starts == 2
 
