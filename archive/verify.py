@@ -33,8 +33,8 @@ from archive.layout import COMPACTED_PREFIX, EVENTS_PREFIX
 from archive.schema import COLUMNS, events_from_batch
 from archive.storage import ArchiveStorage, DuckDBSource
 from ledger.codec import event_document
-from ledger.envelope import RecordedEvent
-from ledger.verification import ChainCheck, Problem, StoredEvent, check_chain
+from ledger.envelope import RecordedEvent, StoredEvent
+from ledger.verification import ChainCheck, Problem, check_chain
 
 ARCHIVE_MISSING = "archive_missing"
 ARCHIVE_EXTRA = "archive_extra"

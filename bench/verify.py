@@ -66,12 +66,12 @@ from ledger.domain.payment import (
     SettlePayment,
 )
 from ledger.dynamodb import DynamoDBEventStore, event_to_item
-from ledger.envelope import GENESIS_HASH, Actor, RecordedEvent, payment_stream_id
+from ledger.envelope import GENESIS_HASH, Actor, RecordedEvent, StoredEvent, payment_stream_id
 from ledger.memory import MemoryDigestStore, MemoryEventStore
 from ledger.merkle import Head
 from ledger.proofs import build_proof, verify_proof
 from ledger.service import CommandContext, PaymentService, replay_steps
-from ledger.verification import StoredEvent, check_chain
+from ledger.verification import check_chain
 
 EVENTS = 200_000
 ARCHIVE_EVENTS = 1_000_000

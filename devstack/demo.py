@@ -29,6 +29,7 @@ from rich.text import Text
 from archive.audit import QueryResult
 from archive.reader import ArchiveReader
 from archive.s3 import S3ArchiveStorage
+from cli.render import replay_table
 from devstack import local
 from devstack.agents import (
     DEFAULT_PAYMENTS,
@@ -65,7 +66,6 @@ from devstack.checks import (
 from devstack.functions import LOCAL_CREDENTIALS, FunctionWorker, function_environment
 from devstack.runtime import LOGS_DIRECTORY, aws_clients, load_config
 from handlers import bootstrap
-from handlers.cli.render import replay_table
 from ledger.domain.money import format_amount
 from ledger.dynamodb import DynamoDBEventStore
 from ledger.envelope import payment_stream_id

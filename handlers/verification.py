@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ledger.digests import DigestStore, check_digests, head_problems
+from ledger.envelope import StoredEvent
 from ledger.store import EventStore
-from ledger.verification import ChainCheck, Problem, StoredEvent, check_chain
+from ledger.verification import ChainCheck, Problem, check_chain
 
 LOAD_THREADS = 8
 LOADS_AHEAD_MAX = 64

@@ -29,9 +29,8 @@ from botocore.exceptions import ClientError
 
 from ledger.domain.errors import ConcurrencyError, LimitExceededError, UndecodableEventError
 from ledger.domain.limits import STREAM_EVENTS_MAX
-from ledger.envelope import ACTOR_KINDS, Actor, RecordedEvent
+from ledger.envelope import ACTOR_KINDS, Actor, RecordedEvent, StoredEvent
 from ledger.store import STORED_EVENTS_MAX, EventStore, check_append_batch
-from ledger.verification import StoredEvent
 
 Item = dict[str, Any]
 """A DynamoDB item in the low-level AttributeValue format, e.g. ``{"pk": {"S": "payment#…"}}``."""

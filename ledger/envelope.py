@@ -57,3 +57,17 @@ def payment_stream_id(payment_id: str) -> str:
 def payment_id_of(stream_id: str) -> str:
     assert stream_id.startswith(PAYMENT_STREAM_PREFIX), stream_id
     return stream_id[len(PAYMENT_STREAM_PREFIX) :]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One stored item as read from a source: the event, or why it could not be read as one.
+
+    ``version`` comes from the item's key (the table's sort key, the archive's column), which is
+    what orders the stream whatever the item holds.
+    """
+
+    version: int
+    event: RecordedEvent | None
+    location: str | None = None
+    error: str | None = None

@@ -6,8 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 
 from ledger.domain.limits import EVENTS_PER_APPEND_MAX, STREAM_EVENTS_MAX
-from ledger.envelope import RecordedEvent
-from ledger.verification import StoredEvent
+from ledger.envelope import RecordedEvent, StoredEvent
 
 # Verification reads streams whole, even past the limit appends keep to: a stream that grew
 # beyond it is itself something to see. Bounded all the same.

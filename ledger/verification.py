@@ -19,7 +19,7 @@ from typing import Any
 
 from ledger.codec import event_hash
 from ledger.domain.errors import LedgerError
-from ledger.envelope import GENESIS_HASH, RecordedEvent
+from ledger.envelope import GENESIS_HASH, RecordedEvent, StoredEvent
 
 # Exit code of ``verify`` and ``verify-proof`` when what they check does not verify: apart from
 # 1 (could not run: configuration, unreachable resources) so a script can tell the two apart.
@@ -73,20 +73,6 @@ class Problem:
         if self.location is not None:
             parts.append(self.location)
         return " ".join(parts) or "-"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One stored item as read from a source: the event, or why it could not be read as one.
-
-    ``version`` comes from the item's key (the table's sort key, the archive's column), which is
-    what orders the stream whatever the item holds.
-    """
-
-    version: int
-    event: RecordedEvent | None
-    location: str | None = None
-    error: str | None = None
 
 
 @dataclass(slots=True)

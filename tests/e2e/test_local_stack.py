@@ -18,9 +18,7 @@ from devstack.processes import is_running
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _CONSOLE_SCRIPT = Path(sys.executable).with_name("payledger")
-PAYLEDGER = (
-    [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "handlers.cli"]
-)
+PAYLEDGER = [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "cli"]
 TIMEOUT_S = 180
 # Nothing configured: the commands must find the local stack by themselves.
 UNSET = (

@@ -22,9 +22,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+import cli
+from cli import common, pay, render
 from devstack.template import create_table
-from handlers import cli
-from handlers.cli import common, pay, render
 from ledger.codec import verify_chain
 from ledger.domain.errors import ALL_ERRORS, ConcurrencyError
 from ledger.domain.payment import (
@@ -41,9 +41,7 @@ from ledger.service import RETRIES_MAX, CommandContext, PaymentService, replay_s
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _CONSOLE_SCRIPT = Path(sys.executable).with_name("payledger")
-PAYLEDGER = (
-    [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "handlers.cli"]
-)
+PAYLEDGER = [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "cli"]
 PROCESS_TIMEOUT_S = 120
 HOLD_SECONDS = 8  # long enough for the authorize processes to start, short enough to wait out
 SETUP_ACTOR = Actor("system", "test-setup")

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from handlers import cli
-from handlers.cli import common
-from handlers.cli.history import trace_steps
+import cli
+from cli import common
+from cli.history import trace_steps
 from ledger.domain.payment import AssessRisk, AuthorizePayment, CapturePayment, InitiatePayment
 from ledger.dynamodb import DynamoDBEventStore
 from ledger.envelope import Actor

@@ -18,8 +18,9 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+import cli
 from devstack.template import create_bucket, create_table
-from handlers import bootstrap, cli
+from handlers import bootstrap
 from ledger.codec import canonical_json, chain_hash, hash_document
 from ledger.digests import digest_key
 from ledger.domain.payment import (

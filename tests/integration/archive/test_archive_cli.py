@@ -24,8 +24,8 @@ from archive.parquet import encode
 from archive.reports import REPORTS
 from archive.s3 import S3ArchiveStorage
 from archive.schema import events_to_table
+from cli import app
 from handlers import bootstrap
-from handlers.cli import app
 from ledger.decoding import decode_event
 from tests.archive_events import LedgerHistory
 from tests.integration.test_cli import PAYLEDGER, PROCESS_TIMEOUT_S

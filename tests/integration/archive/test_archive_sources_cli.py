@@ -14,8 +14,9 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+import cli
 from archive.local import LocalArchiveStorage
-from handlers import bootstrap, cli
+from handlers import bootstrap
 from ledger.digests import write_digest
 from ledger.dynamodb import event_to_item
 from ledger.envelope import RecordedEvent

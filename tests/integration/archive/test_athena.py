@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from archive.athena import AthenaAudit, sql_literal
 from archive.reports import report_named
+from cli import app
 from handlers import bootstrap
-from handlers.cli import app
 
 DATABASE = "payledger_archive"
 

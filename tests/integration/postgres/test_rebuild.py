@@ -10,7 +10,8 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
-from handlers import bootstrap, cli
+import cli
+from handlers import bootstrap
 from ledger.dynamodb import DynamoDBEventStore
 from projections.postgres.checksums import table_checksums
 from projections.postgres.migrate import migrate_database

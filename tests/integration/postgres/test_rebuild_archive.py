@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 from typer.testing import CliRunner
 
+import cli
 from archive.local import LocalArchiveStorage
-from handlers import cli
 from projections.postgres.checksums import table_checksums
 from projections.postgres.projection import PostgresProjection, connect_url
 from tests.integration.archive.test_verify_archive import write

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from handlers.cli import common
-from handlers.cli.common import (
+from cli import common
+from cli.common import (
     EXIT_CODES_HELP,
     HELP_MARKUP,
     JsonOption,
@@ -25,7 +25,7 @@ from handlers.cli.common import (
     print_json,
     reporting,
 )
-from handlers.cli.render import payment_table
+from cli.render import payment_table
 from ledger.codec import event_document
 from ledger.domain.errors import LimitExceededError, ValidationError
 from ledger.domain.events import MetadataValue

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cli.common import HELP_MARKUP, JsonOption, app, global_options, print_json, reporting
 from handlers import bootstrap
-from handlers.cli.common import HELP_MARKUP, JsonOption, app, global_options, print_json, reporting
 from ledger.domain.errors import EXIT_OTHER
 
 if TYPE_CHECKING:

@@ -20,10 +20,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from cli import common
+from cli.archive import ArchiveDirOption, archive_storage
+from cli.common import HELP_MARKUP, JsonOption, app, global_options, print_json, reporting
 from handlers import bootstrap
-from handlers.cli import common
-from handlers.cli.archive import ArchiveDirOption, archive_storage
-from handlers.cli.common import HELP_MARKUP, JsonOption, app, global_options, print_json, reporting
 from handlers.verification import StreamCheck, Verification, VerifyReport, run_verification
 from ledger.digests import DigestStore, digest_key, parse_digest, read_heads
 from ledger.domain.errors import NotFoundError, ValidationError

@@ -20,9 +20,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from handlers.cli import common
-from handlers.cli.archive import ArchiveDirOption, archive_storage
-from handlers.cli.common import (
+from cli import common
+from cli.archive import ArchiveDirOption, archive_storage
+from cli.common import (
     JsonOption,
     PaymentIdArgument,
     app,
@@ -30,7 +30,7 @@ from handlers.cli.common import (
     print_json,
     reporting,
 )
-from handlers.cli.render import (
+from cli.render import (
     chain_report,
     changed_fields,
     history_table,

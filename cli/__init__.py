@@ -5,7 +5,7 @@ Resources come from the composition root: ``EVENTS_TABLE`` (and boto3's own ``AW
 or, with ``--stack NAME``, the outputs of a deployed stack. ``--json`` prints documents for
 machines; failures then print ``{"error": {"code", "message"}}`` on stdout, otherwise one line
 ``error[code]: message`` on stderr. The archive and audit commands read ``ARCHIVE_BUCKET``,
-``GLUE_DATABASE`` and ``ATHENA_WORKGROUP`` (see ``handlers.cli.archive``).
+``GLUE_DATABASE`` and ``ATHENA_WORKGROUP`` (see ``cli.archive``).
 
 | exit | meaning                                                                             |
 |------|-------------------------------------------------------------------------------------|
@@ -21,8 +21,8 @@ machines; failures then print ``{"error": {"code", "message"}}`` on stdout, othe
 from __future__ import annotations
 
 # Importing a command module registers its commands on ``app``.
-from handlers.cli import archive, demo, history, local, pay, verify, views
-from handlers.cli.common import app
+from cli import archive, demo, history, local, pay, verify, views
+from cli.common import app
 
 __all__ = ["app", "archive", "demo", "history", "local", "main", "pay", "verify", "views"]
 

@@ -14,9 +14,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from handlers.cli import common
-from handlers.cli.archive import ArchiveDirOption, archive_storage
-from handlers.cli.common import (
+from cli import common
+from cli.archive import ArchiveDirOption, archive_storage
+from cli.common import (
     HELP_MARKUP,
     JsonOption,
     app,

@@ -22,8 +22,7 @@ from rich.table import Table
 
 from archive.local import LocalArchiveStorage
 from archive.storage import ArchiveStorage
-from handlers import bootstrap
-from handlers.cli.common import (
+from cli.common import (
     HELP_MARKUP,
     GlobalOptions,
     JsonOption,
@@ -32,6 +31,7 @@ from handlers.cli.common import (
     print_json,
     reporting,
 )
+from handlers import bootstrap
 from ledger.domain.errors import ValidationError
 from ledger.domain.timestamps import format_timestamp
 

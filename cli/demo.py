@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cli.common import app, global_options, reporting
 from devstack.agents import DEFAULT_PAYMENTS, DEFAULT_SEED
 from handlers import bootstrap
-from handlers.cli.common import app, global_options, reporting
 
 
 @app.command("demo")

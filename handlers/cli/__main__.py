@@ -1,7 +1,0 @@
-"""``python -m handlers.cli``."""
-
-from __future__ import annotations
-
-from handlers.cli import main
-
-main()
