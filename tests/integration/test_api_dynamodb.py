@@ -10,7 +10,7 @@ from ledger.codec import event_document, verify_chain
 from ledger.dynamodb import DynamoDBEventStore
 from ledger.envelope import payment_stream_id
 from ledger.service import PaymentService
-from tests.unit.test_api import Client, Reply, api
+from tests.unit.test_api import Client, Reply, use_payment_states, use_service
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def store(dynamodb_client: Any, events_table: str) -> DynamoDBEventStore:
 
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch, store: DynamoDBEventStore) -> Client:
-    monkeypatch.setattr(api, "service", PaymentService(store))
+    use_service(monkeypatch, PaymentService(store))
     return Client()
 
 
@@ -127,7 +127,7 @@ def test_current_payment_comes_from_the_read_model_unless_it_lags(
 
     create_table(dynamodb_client, "PaymentStateTable", "payment-state-api")
     states = PaymentStateProjection(dynamodb_client, "payment-state-api", store)
-    monkeypatch.setattr(api, "payment_states", states)
+    use_payment_states(monkeypatch, states)
 
     created = client.initiate("pay-rm-1")
     not_projected = client.get("/payments/pay-rm-1")

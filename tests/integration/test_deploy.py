@@ -247,7 +247,7 @@ def test_the_code_package_holds_our_packages_only_and_is_reproducible() -> None:
     code = package_code()
     assert package_code() == code
     names = zipfile.ZipFile(io.BytesIO(code)).namelist()
-    assert "handlers/api.py" in names
+    assert "handlers/api/__init__.py" in names
     assert "handlers/project.py" in names
     assert {name.split("/", 1)[0] for name in names} == set(LAMBDA_PACKAGES)
     assert not [name for name in names if "__pycache__" in name]

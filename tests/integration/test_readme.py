@@ -57,11 +57,11 @@ def test_error_table_matches_the_code() -> None:
 
 def test_route_table_matches_the_openapi_document(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("EVENTS_TABLE", "never-called")
-    from handlers import api
+    from handlers.api.resolver import app
 
     rows = re.findall(r"^\| `(GET|POST) (/[^`]*)` \|", README, flags=re.MULTILINE)
     documented = {(method, _placeholders(path)) for method, path in rows}
-    schema = json.loads(api.app.get_openapi_json_schema())
+    schema = json.loads(app.get_openapi_json_schema())
     served = {
         (method.upper(), _placeholders(path))
         for path, operations in schema["paths"].items()

@@ -1,4 +1,4 @@
-"""The payments API (handlers/api.py) end to end through its Lambda handler, on the memory store.
+"""The payments API (handlers/api/) end to end through its Lambda handler, on the memory store.
 
 Events are API Gateway REST proxy events, checked against Powertools' own parser model so their
 shape is real; every call goes through ``handler`` (logger, tracer, metrics and resolver).
@@ -34,13 +34,30 @@ from ledger.domain.timestamps import format_timestamp
 from ledger.envelope import RecordedEvent, payment_stream_id
 from ledger.memory import MemoryEventStore
 from ledger.service import PaymentService
+from projections.payment_state import PaymentStateProjection
 from tests.lambda_context import FakeLambdaContext
 from tests.unit.conftest import START, FakeClock
 
 with pytest.MonkeyPatch.context() as _patch:
-    # handlers.api wires its DynamoDB service at import (a client, no call); tests swap it out.
+    # The API wires its DynamoDB service at import (a client, no call); tests inject their own.
     _patch.setenv("EVENTS_TABLE", "payledger-unit-tests-never-called")
-    from handlers import api
+    from handlers.api import handler
+    from handlers.api.dependencies import payment_service, payment_state_reader
+    from handlers.api.models import (
+        AssessRiskBody,
+        AuthorizePaymentBody,
+        CapturePaymentBody,
+        CommandResponse,
+        EventView,
+        ExpirePaymentBody,
+        FailPaymentBody,
+        InitiatePaymentBody,
+        PaymentView,
+        RefundPaymentBody,
+        SettlePaymentBody,
+        VoidPaymentBody,
+    )
+    from handlers.api.resolver import app, logger
 
 PAN = "4111111111111111"
 API_KEY_ID = "key-abc123"
@@ -97,8 +114,18 @@ class Reply:
         return str(self.body["error"]["code"])
 
 
+def use_service(patch: pytest.MonkeyPatch, service: PaymentService) -> None:
+    """The routes run on ``service`` until ``patch`` is undone (Powertools' overrides)."""
+    patch.setitem(app.dependency_overrides, payment_service, lambda: service)
+
+
+def use_payment_states(patch: pytest.MonkeyPatch, states: PaymentStateProjection) -> None:
+    """The routes read current payments from ``states`` until ``patch`` is undone."""
+    patch.setitem(app.dependency_overrides, payment_state_reader, lambda: states)
+
+
 def invoke(event: dict[str, Any]) -> Reply:
-    response = api.handler(event, FakeLambdaContext("payledger-api"))
+    response = handler(event, FakeLambdaContext("payledger-api"))
     headers = {name.lower(): values[-1] for name, values in response["multiValueHeaders"].items()}
     assert headers["content-type"] == "application/json"
     return Reply(response["statusCode"], headers, json.loads(response["body"]))
@@ -157,7 +184,7 @@ class Client:
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch, service: PaymentService) -> Client:
     """The API on the memory store and the fake clock of tests/unit/conftest.py."""
-    monkeypatch.setattr(api, "service", service)
+    use_service(monkeypatch, service)
     return Client()
 
 
@@ -165,8 +192,8 @@ def client(monkeypatch: pytest.MonkeyPatch, service: PaymentService) -> Client:
 def log_lines(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[dict[str, Any]]]:
     """What the API's logger writes (its handler was bound to stdout at import)."""
     buffer = io.StringIO()
-    for handler in logging.getLogger(api.logger.service).handlers:
-        monkeypatch.setattr(handler, "stream", buffer)
+    for log_handler in logging.getLogger(logger.service).handlers:
+        monkeypatch.setattr(log_handler, "stream", buffer)
     return lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
 
 
@@ -587,9 +614,7 @@ class AlwaysConflictingStore(MemoryEventStore):
 
 
 def test_concurrency_conflict_after_bounded_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        api, "service", PaymentService(AlwaysConflictingStore(), sleep=lambda _: None)
-    )
+    use_service(monkeypatch, PaymentService(AlwaysConflictingStore(), sleep=lambda _: None))
     assert_error(Client().initiate("pay-cc"), 409, "concurrency_conflict")
 
 
@@ -648,7 +673,7 @@ class BrokenService(PaymentService):
 def test_a_bug_is_a_generic_500_and_logged(
     monkeypatch: pytest.MonkeyPatch, log_lines: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    monkeypatch.setattr(api, "service", BrokenService(MemoryEventStore()))
+    use_service(monkeypatch, BrokenService(MemoryEventStore()))
     reply = Client().initiate("pay-b")
     assert_error(reply, 500, "internal_error")
     assert "secret" not in reply.body["error"]["message"]
@@ -760,11 +785,11 @@ def test_documented_response_models_match_what_the_api_returns(
 ) -> None:
     client.authorized("pay-doc", processor="acme")
     payment = client.get("/payments/pay-doc").body["payment"]
-    assert set(api.PaymentView.model_fields) == set(payment)
-    api.PaymentView.model_validate(payment)
+    assert set(PaymentView.model_fields) == set(payment)
+    PaymentView.model_validate(payment)
     events: list[RecordedEvent] = store.load(payment_stream_id("pay-doc"))
-    assert set(api.EventView.model_fields) == set(event_document(events[-1]))
-    api.CommandResponse.model_validate(client.post("/payments/pay-doc/void").body)
+    assert set(EventView.model_fields) == set(event_document(events[-1]))
+    CommandResponse.model_validate(client.post("/payments/pay-doc/void").body)
 
 
 # ── No 5xx for any client input ──────────────────────────────────────────────────────────────
@@ -845,15 +870,15 @@ FIELDS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
     "processor_code": (odd_texts, st.just("05")),
 }
 BODY_MODELS: dict[str, type[BaseModel]] = {
-    "/payments": api.InitiatePaymentBody,
-    "/payments/{id}/risk-assessments": api.AssessRiskBody,
-    "/payments/{id}/authorization": api.AuthorizePaymentBody,
-    "/payments/{id}/failure": api.FailPaymentBody,
-    "/payments/{id}/captures": api.CapturePaymentBody,
-    "/payments/{id}/void": api.VoidPaymentBody,
-    "/payments/{id}/refunds": api.RefundPaymentBody,
-    "/payments/{id}/settlement": api.SettlePaymentBody,
-    "/payments/{id}/expiry": api.ExpirePaymentBody,
+    "/payments": InitiatePaymentBody,
+    "/payments/{id}/risk-assessments": AssessRiskBody,
+    "/payments/{id}/authorization": AuthorizePaymentBody,
+    "/payments/{id}/failure": FailPaymentBody,
+    "/payments/{id}/captures": CapturePaymentBody,
+    "/payments/{id}/void": VoidPaymentBody,
+    "/payments/{id}/refunds": RefundPaymentBody,
+    "/payments/{id}/settlement": SettlePaymentBody,
+    "/payments/{id}/expiry": ExpirePaymentBody,
 }
 
 
@@ -887,7 +912,7 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         name = draw(st.sampled_from(["version", "as_of", "consistent", "min_version"]))
         usual = st.just("1") if name == "version" else st.just("2026-11-21T12:00:00Z")
         query[name] = pick(odd_timestamps | header_text | st.integers().map(str), usual)
-    fields = BODY_MODELS.get(template, api.ExpirePaymentBody).model_fields
+    fields = BODY_MODELS.get(template, ExpirePaymentBody).model_fields
     body: dict[str, Any] = {
         name: pick(*FIELDS[name])
         for name, field in fields.items()
@@ -913,7 +938,7 @@ def test_no_client_input_causes_a_5xx(
     fuzz_service: PaymentService, request: dict[str, Any]
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(api, "service", fuzz_service)
+        use_service(patch, fuzz_service)
         reply = invoke(request)
     event(
         f"{reply.status} {reply.body.get('error', {}).get('code', '')}"
@@ -934,7 +959,7 @@ def fuzz_service() -> PaymentService:
     service = PaymentService(MemoryEventStore(), clock=FakeClock(), sleep=lambda _: None)
     client = Client()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(api, "service", service)
+        use_service(patch, service)
         for index, payment_id in enumerate(FUZZ_PAYMENT_IDS[:-1]):
             state = ("initiated", "approved", "authorized", "captured")[index % 4]
             if state == "initiated":
@@ -950,7 +975,6 @@ def fuzz_service() -> PaymentService:
 
 
 @pytest.fixture(autouse=True)
-def _no_leaked_service() -> Iterator[None]:
-    original = api.service
+def _no_leaked_dependencies() -> Iterator[None]:
     yield
-    assert api.service is original
+    assert not app.dependency_overrides
