@@ -21,7 +21,6 @@ import psycopg
 
 from archive.audit import QueryResult
 from archive.reader import ArchiveReader
-from archive.s3 import S3ArchiveStorage
 from devstack import local
 from devstack.agents import ApiGateway, PaymentPlan, WorkloadReport, plan_payments, run_workload
 from devstack.checks import (
@@ -47,7 +46,7 @@ from devstack.checks import (
     view_posting_sums,
     view_snapshots,
 )
-from devstack.functions import LOCAL_CREDENTIALS, FunctionWorker, function_environment
+from devstack.functions import FunctionWorker, function_environment
 from devstack.runtime import LOGS_DIRECTORY, aws_clients, load_config
 from handlers import bootstrap
 from ledger.dynamodb import DynamoDBEventStore
@@ -161,20 +160,19 @@ def check(
     caught_up: local.StackStatus,
 ) -> DemoResult:
     """Fold the events table afresh and check every read model, view and copy against it."""
-    clients = aws_clients(state.endpoint_url, state.region)
-    ledger = read_ledger(clients["dynamodb"], state.events_table)
-    return _checks(state, clients, ledger, plans, report, caught_up)
+    dynamodb = aws_clients(state.endpoint_url, state.region)["dynamodb"]
+    ledger = read_ledger(dynamodb, state.events_table)
+    return _checks(state, dynamodb, ledger, plans, report, caught_up)
 
 
 def _checks(
     state: local.LocalState,
-    clients: dict[str, Any],
+    dynamodb: Any,
     ledger: Ledger,
     plans: Sequence[PaymentPlan],
     report: WorkloadReport,
     caught_up: local.StackStatus,
 ) -> DemoResult:
-    dynamodb = clients["dynamodb"]
     schema = state.database_schema
     event_sums = posting_sums(ledger.postings())
     with psycopg.connect(state.database_url, autocommit=True) as connection:
@@ -184,7 +182,7 @@ def _checks(
     read_model = read_model_snapshots(dynamodb, state.outputs[bootstrap.PAYMENT_STATE_TABLE_OUTPUT])
     handlers = _consuming_handlers(Path(state.home))
     replayed = _longest_stream(ledger, plans)
-    archive_checks, audit = _archive_checks(state, clients, ledger, replayed, handlers)
+    archive_checks, audit = _archive_checks(state, ledger, replayed, handlers)
     checks = [
         _caught_up(caught_up),
         check_workload(report, plans, ledger),
@@ -205,7 +203,6 @@ def _checks(
 
 def _archive_checks(
     state: local.LocalState,
-    clients: dict[str, Any],
     ledger: Ledger,
     replayed: str | None,
     handlers: set[str],
@@ -213,15 +210,8 @@ def _archive_checks(
     names = ("archive == events", "replay from archive", f"audit report {AUDIT_REPORT}")
     if ARCHIVE_HANDLER not in handlers:
         return [Check(name, None, "the stack has no archive function") for name in names], None
-    credentials = (
-        LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-    storage = S3ArchiveStorage(
-        clients["s3"],
-        state.outputs[bootstrap.ARCHIVE_BUCKET_OUTPUT],
-        lambda: (*credentials, None),
-    )
+    settings = bootstrap.archive_settings_from_outputs(state.outputs, state.aws)
+    storage = bootstrap.build_archive_storage(settings)
     reader = ArchiveReader(storage)
     audit_check, audit = audit_report(storage, ledger)
     checks = [check_archive(reader, ledger)]
