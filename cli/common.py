@@ -14,22 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
 
+from cli.exit_codes import UNEXPECTED_ERROR_CODE, exit_codes_help
 from handlers import bootstrap
 from ledger.domain.errors import EXIT_OTHER, LedgerError
 from ledger.service import PaymentService
 
 if TYPE_CHECKING:
     from devstack.local import LocalState
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 other (configuration, corrupted history, unexpected); "
-    "2 invalid input (validation_error, pan_detected, limit_exceeded, usage); "
-    "3 rule violation (invalid_transition, capture_exceeds_authorized, refund_exceeds_captured, "
-    "currency_mismatch, hold_expired, hold_not_expired); "
-    "4 conflict (idempotency_conflict, concurrency_conflict, already_exists); 5 not_found; "
-    "6 verification failed (verify found problems, a proof does not verify)."
-)
-UNEXPECTED_ERROR_CODE = "unexpected_error"
 
 
 LOCAL_HOME_VARIABLE = "PAYLEDGER_HOME"  # where the local stack keeps its state
@@ -109,7 +100,7 @@ HELP_MARKUP: Final = "markdown"
 app = typer.Typer(
     name="payledger",
     help="Event-sourced payment ledger: record payment commands, read and replay their history.",
-    epilog=EXIT_CODES_HELP,
+    epilog=exit_codes_help(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -23,8 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.common import app, global_options, local_home, reporting
+from cli.exit_codes import EXIT_OK
 from cli.render import replay_table
 from devstack.agents import DEFAULT_PAYMENTS, DEFAULT_SEED
+from ledger.domain.errors import EXIT_OTHER
 from ledger.domain.money import format_amount
 
 if TYPE_CHECKING:
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
     from devstack.demo import CatchUpProgress, DemoResult
     from devstack.local import LocalState
 
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
 STATUS_ORDER = ("initiated", "in_review", "approved", "declined", "failed", "authorized",
                 "voided", "expired", "captured", "refunded", "settled")  # fmt: skip
 
@@ -227,7 +227,7 @@ def render_verdict(console: Console, checks: Sequence[Check], elapsed_s: float) 
     if failed:
         verdict = f"demo FAILED: {', '.join(failed)} ({elapsed_s:.0f} s)"
         console.print(Text(verdict, style="bold red"))
-        return EXIT_CHECK_FAILED
+        return EXIT_OTHER
     suffix = f"; not run: {', '.join(not_run)}" if not_run else ""
     verdict = f"demo OK: {ran} checks passed in {elapsed_s:.0f} s{suffix}"
     console.print(Text(verdict, style="bold green"))
