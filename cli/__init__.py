@@ -1,21 +1,13 @@
 """The ``payledger`` command line (typer + rich): payment commands, history, replay, trace,
 demo, the archive and auditors' queries, digests, proofs and verification.
 
-Resources come from the composition root: ``EVENTS_TABLE`` (and boto3's own ``AWS_ENDPOINT_URL``)
-or, with ``--stack NAME``, the outputs of a deployed stack. ``--json`` prints documents for
-machines; failures then print ``{"error": {"code", "message"}}`` on stdout, otherwise one line
-``error[code]: message`` on stderr. The archive and audit commands read ``ARCHIVE_BUCKET``,
-``GLUE_DATABASE`` and ``ATHENA_WORKGROUP`` (see ``cli.archive``).
-
-| exit | meaning                                                                             |
-|------|-------------------------------------------------------------------------------------|
-| 0    | success                                                                             |
-| 1    | anything else: configuration_error, chain_broken, undecodable_event, unexpected     |
-| 2    | invalid input: validation_error, pan_detected, limit_exceeded, usage errors         |
-| 3    | rule violation: invalid_transition, capture_exceeds_authorized, currency_mismatch…  |
-| 4    | conflict: idempotency_conflict, concurrency_conflict, already_exists                |
-| 5    | not_found                                                                           |
-| 6    | verification failed: verify found problems, a proof does not verify                 |
+Every command finds its resources the same way (``cli.common.resolve``): with ``--stack NAME``,
+the outputs of a deployed stack; else the environment, if it names any (``EVENTS_TABLE``,
+``ARCHIVE_BUCKET``, boto3's own ``AWS_ENDPOINT_URL``); else the local stack, if one is up.
+``--json`` prints documents for machines; failures then print ``{"error": {"code", "message"}}``
+on stdout, otherwise one line ``error[code]: message`` on stderr. The archive and audit commands
+read ``ARCHIVE_BUCKET``, ``GLUE_DATABASE`` and ``ATHENA_WORKGROUP`` (see ``cli.archive``). Exit
+codes: ``cli.exit_codes``, shown by ``payledger --help``.
 """
 
 from __future__ import annotations

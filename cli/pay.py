@@ -16,7 +16,6 @@ from rich.text import Text
 
 from cli import common
 from cli.common import (
-    EXIT_CODES_HELP,
     HELP_MARKUP,
     JsonOption,
     PaymentIdArgument,
@@ -25,6 +24,7 @@ from cli.common import (
     print_json,
     reporting,
 )
+from cli.exit_codes import exit_codes_help
 from cli.render import payment_table
 from ledger.codec import event_document
 from ledger.domain.errors import LimitExceededError, ValidationError
@@ -48,7 +48,7 @@ from ledger.service import CommandContext, CommandResult
 
 pay_app = typer.Typer(
     help="Run a payment command (idempotent per --key).",
-    epilog=EXIT_CODES_HELP,
+    epilog=exit_codes_help(),
     no_args_is_help=True,
     rich_markup_mode=HELP_MARKUP,
 )
@@ -388,7 +388,7 @@ def _execute(
     with reporting(options, json_output):
         # Build the command and context first: bad input fails before any AWS call.
         built, context = command(), caller.context()
-        result = common.service_factory(options.stack).execute(built, context)
+        result = common.service_factory(common.resolve(options)).execute(built, context)
         if json_output:
             print_json(result_document(result))
         else:
