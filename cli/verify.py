@@ -29,6 +29,7 @@ from ledger.digests import DigestStore, digest_key, parse_digest, read_heads
 from ledger.domain.errors import NotFoundError, ValidationError
 from ledger.envelope import payment_stream_id
 from ledger.proofs import build_proof, load_proof, verify_proof
+from ledger.store import EventReader
 from ledger.verification import EXIT_VERIFICATION_FAILED, VerificationFailedError
 
 digest_app = typer.Typer(
@@ -81,6 +82,7 @@ def verify(
         settings = _settings(options.stack)
         everything = not (chains or digests or projections or archive)
         store = common.service_factory(options.stack).store
+        assert isinstance(store, EventReader), "every event store backend is its own reader"
         with ExitStack() as stack:
             checks = _projection_checks(settings, projections, everything, stack)
             checks += _archive_checks(options, archive_dir, archive, everything)
