@@ -119,7 +119,7 @@ def _projection_checks(
 
     checks: list[StreamCheck] = []
     if wanted or settings.payment_state_table is not None:
-        checks.append(PaymentStateCheck(bootstrap.build_payment_state_projection(settings)))
+        checks.append(PaymentStateCheck(bootstrap.require_payment_state_reader(settings)))
     database = bootstrap.database_settings()
     if database is not None:
         from handlers.database import database_connector
@@ -325,7 +325,7 @@ def digest_write(ctx: typer.Context, json_output: JsonOption = False) -> None:
         settings = _settings(options.stack)
         run = write_digest(
             bootstrap.build_digest_store(settings),
-            bootstrap.build_payment_state_projection(settings).heads(),
+            bootstrap.require_payment_state_reader(settings).heads(),
             common.service_factory(options.stack).store,
         )
         if json_output:

@@ -80,7 +80,7 @@ from ledger.domain.payment import (
 from ledger.domain.validation import check_id
 from ledger.envelope import Actor, ActorKind
 from ledger.service import CommandContext, CommandResult, PaymentService
-from projections.payment_state import PaymentStateProjection
+from projections.payment_state_reader import PaymentStateReader
 
 CORRELATION_HEADER = "X-Correlation-Id"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -95,7 +95,7 @@ metrics = Metrics()  # namespace from POWERTOOLS_METRICS_NAMESPACE
 
 settings = settings_from_environment()
 service: PaymentService = build_payment_service(settings)
-payment_states: PaymentStateProjection | None = build_payment_state_reader(settings)
+payment_states: PaymentStateReader | None = build_payment_state_reader(settings)
 
 
 def _parse_json(text: str) -> Any:
