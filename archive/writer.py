@@ -6,8 +6,8 @@ Per batch (one shard, records in sequence order):
   store faithfully (``archive.records``: not a well-formed event item, or not one row of the
   archive's schema), never an event because its payload fails the domain model. A refused
   record is poison: it is reported failed, and so is every later record of its partition key
-  (its payment), so Lambda retries it, bisects, then dead-letters it; it is never dropped
-  silently. Other payments' events are archived.
+  (its payment, ``ledger.delivery``), so Lambda retries it, bisects, then dead-letters it; it is
+  never dropped silently. Other payments' events are archived.
 - A batch is decoded column-wise in Arrow (``archive.columnar``) when every record is a
   well-formed change record; otherwise record by record (``archive.records``), with exactly the
   same result for every record the column-wise decoder would have accepted.

@@ -10,9 +10,10 @@ Per batch (one shard, records in stream order):
 - Each projection receives all decodable events of the batch that are not held, in batch order,
   in ONE call: one transaction or one write per payment per batch, never one per record.
 - A record fails when any projection failed its stream at or before its version, or when an
-  earlier record of its stream failed; other streams succeed. Lambda checkpoints at the lowest
-  failed sequence number and redelivers from there, and projections skip what they already
-  applied, so reporting later records as failed costs only a duplicate read.
+  earlier record of its stream failed; other streams succeed (``ledger.delivery``). Lambda
+  checkpoints at the lowest failed sequence number and redelivers from there, and projections
+  skip what they already applied, so reporting later records as failed costs only a duplicate
+  read.
 - Whatever a projection raises (not a per-stream failure: a lost connection, a bug) propagates:
   the invocation fails, Lambda retries the batch, bisecting it, then dead-letters it.
 """
