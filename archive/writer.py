@@ -6,8 +6,8 @@ Per batch (one shard, records in sequence order):
   store faithfully (``archive.records``: not a well-formed event item, or not one row of the
   archive's schema), never an event because its payload fails the domain model. A refused
   record is poison: it is reported failed, and so is every later record of its partition key
-  (its payment), so Lambda retries it, bisects, then dead-letters it; it is never dropped
-  silently. Other payments' events are archived.
+  (its payment, ``ledger.delivery``), so Lambda retries it, bisects, then dead-letters it; it is
+  never dropped silently. Other payments' events are archived.
 - A batch is decoded column-wise in Arrow (``archive.columnar``) when every record is a
   well-formed change record; otherwise record by record (``archive.records``), with exactly the
   same result for every record the column-wise decoder would have accepted.
@@ -38,10 +38,10 @@ from archive.parquet import encode
 from archive.records import NestedTooDeeplyError, decode_record
 from archive.schema import ARCHIVE_SCHEMA, PayloadFields, events_from_batch, events_to_table
 from archive.storage import ArchiveStorage
+from ledger.delivery import describe, failed_records
 from ledger.domain.errors import LedgerError
 from ledger.envelope import RecordedEvent
 
-REASON_CHARS_MAX = 500
 _SHARD_UNKNOWN = "shard-unknown"
 
 Decoded = tuple[RecordedEvent, PayloadFields]
@@ -67,6 +67,18 @@ class DecodedBatch:
     def events(self) -> list[RecordedEvent]:
         """The archived events, in row order."""
         return list(events_from_batch(self.rows))
+
+
+@dataclass(frozen=True, slots=True)
+class _KinesisRecord:
+    sequence_number: str
+    stream_id: str  # the partition key: the item's pk
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> _KinesisRecord:
+        kinesis = raw["kinesis"]
+        return cls(str(kinesis["sequenceNumber"]), str(kinesis["partitionKey"]), raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,27 +119,22 @@ def decode_records(records: Sequence[Mapping[str, Any]]) -> DecodedBatch:
         received=len(records),
         column_wise=False,
     )
-    held: dict[str, str] = {}  # partition key -> why its later records fail
     kept: dict[str, Decoded] = {}
-    for record in records:
-        kinesis = record["kinesis"]
-        sequence, partition_key = str(kinesis["sequenceNumber"]), str(kinesis["partitionKey"])
-        reason = held.get(partition_key)
-        if reason is None:
-            try:
-                decoded = _decode(record)
-            except (LedgerError, ValueError) as exc:  # binascii.Error is a ValueError
-                reason = f"undecodable: {type(exc).__name__}: {exc}"[:REASON_CHARS_MAX]
-            else:
-                if decoded is None:
-                    batch.ignored += 1
-                    continue
-                reason = _keep(kept, decoded, batch)
-                if reason is None:
-                    continue
-            batch.poison += 1
-            held[partition_key] = f"an earlier record of the stream failed: {reason}"
-        batch.failures[sequence] = reason
+
+    def own_failure(record: _KinesisRecord) -> str | None:
+        try:
+            decoded = _decode(record.raw)
+        except (LedgerError, ValueError) as exc:  # binascii.Error is a ValueError
+            reason: str | None = f"undecodable: {describe(exc)}"
+        else:
+            if decoded is None:
+                batch.ignored += 1
+                return None
+            reason = _keep(kept, decoded, batch)
+        batch.poison += reason is not None
+        return reason
+
+    batch.failures = failed_records(map(_KinesisRecord.of, records), own_failure)
     ordered = sorted(kept.values(), key=lambda pair: _day_then_order(pair[0]))
     batch.rows = events_to_table([event for event, _ in ordered], [fields for _, fields in ordered])
     return batch

@@ -43,6 +43,7 @@ from ledger.domain.limits import STREAM_EVENTS_MAX
 from ledger.domain.validation import check_id
 from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent
 from ledger.service import PaymentSnapshot, recorded_by, replay_steps
+from ledger.store import EventReader
 
 TRACE_EVENTS_MAX = 10_000
 
@@ -178,6 +179,7 @@ def trace(
         check_id(correlation_id, "correlation id")
         if source is HistorySource.dynamodb:
             store = common.service_factory(common.resolve(options)).store
+            assert isinstance(store, EventReader), "every event store backend is its own reader"
             found = store.events_with(correlation_id=correlation_id, limit=TRACE_EVENTS_MAX)
         else:
             from archive.lookup import find_events

@@ -29,6 +29,7 @@ from ledger.digests import DigestStore, digest_key, parse_digest, read_heads
 from ledger.domain.errors import NotFoundError, ValidationError
 from ledger.envelope import payment_stream_id
 from ledger.proofs import build_proof, load_proof, verify_proof
+from ledger.store import EventReader
 from ledger.verification import EXIT_VERIFICATION_FAILED, VerificationFailedError
 
 digest_app = typer.Typer(
@@ -75,6 +76,7 @@ def verify(
         settings = common.resolve(options).settings()
         everything = not (chains or digests or projections or archive)
         store = common.service_factory(common.resolve(options)).store
+        assert isinstance(store, EventReader), "every event store backend is its own reader"
         with ExitStack() as stack:
             checks = _projection_checks(settings, projections, everything, stack)
             checks += _archive_checks(options, archive_dir, archive, everything)
@@ -111,7 +113,7 @@ def _projection_checks(
 
     checks: list[StreamCheck] = []
     if wanted or settings.payment_state_table is not None:
-        checks.append(PaymentStateCheck(bootstrap.build_payment_state_projection(settings)))
+        checks.append(PaymentStateCheck(bootstrap.require_payment_state_reader(settings)))
     database = bootstrap.database_settings()
     if database is not None:
         from handlers.database import database_connector
@@ -313,7 +315,7 @@ def digest_write(ctx: typer.Context, json_output: JsonOption = False) -> None:
         settings = common.resolve(options).settings()
         run = write_digest(
             bootstrap.build_digest_store(settings),
-            bootstrap.build_payment_state_projection(settings).heads(),
+            bootstrap.require_payment_state_reader(settings).heads(),
             common.service_factory(common.resolve(options)).store,
         )
         if json_output:

@@ -46,11 +46,7 @@ from typing import Any
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamEvent,
     KinesisStreamRecord,
@@ -62,6 +58,7 @@ from handlers.database import build_window_store
 from handlers.observability import make_logger
 from ledger.changes import decode_change, event_of
 from ledger.decoding import decode_event
+from ledger.delivery import describe, failed_records, partial_batch_response
 from ledger.domain.errors import UndecodableEventError
 from projections.analytics import (
     NO_CLAIMS,
@@ -77,7 +74,6 @@ from projections.analytics import (
     totals_by_currency,
 )
 
-REASON_CHARS_MAX = 500
 # CloudWatch drops datapoints more than 14 days old or 2 hours ahead; a margin for the delay
 # between emitting and ingesting.
 METRIC_AGE_MAX = timedelta(days=14) - timedelta(minutes=5)
@@ -112,14 +108,10 @@ if store is None:
     )
 
 
-class RecordFailedError(Exception):
-    """A record reported failed to Lambda (it will be redelivered), with the reason."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Record:
     sequence_number: str
-    partition_key: str
+    stream_id: str  # the partition key: the item's pk
     name: str | None  # INSERT, MODIFY or REMOVE; None when undecodable
     event: WindowEvent | None  # a decodable INSERT
     poison: str | None  # why the record could not be decoded
@@ -172,7 +164,10 @@ def process(
         },
         state_bytes,
     )
-    return {"state": state, **_partial_response(event, failures, context)}
+    return {
+        "state": state,
+        **partial_batch_response(event, EventType.KinesisDataStreams, failures, context),
+    }
 
 
 def _window_key(stream: KinesisStreamEvent) -> WindowKey:
@@ -193,31 +188,26 @@ def _read_record(record: KinesisStreamRecord) -> _Record:
         event = event_of(change)
         decoded = None if event is None else WindowEvent(event, decode_event(event))
     except (UndecodableEventError, binascii.Error) as exc:
-        reason = f"undecodable: {type(exc).__name__}: {exc}"[:REASON_CHARS_MAX]
-        return _Record(sequence_number, partition_key, None, None, reason)
+        return _Record(sequence_number, partition_key, None, None, f"undecodable: {describe(exc)}")
     return _Record(sequence_number, partition_key, change.event_name, decoded, None)
 
 
 def _failed_records(records: Sequence[_Record]) -> dict[str, str]:
-    """Sequence number -> reason: each poison record and every later one of its partition key."""
-    failures: dict[str, str] = {}
-    held: dict[str, str] = {}
-    for record in records:
-        reason = held.get(record.partition_key)
-        if reason is None and record.poison is not None:
-            reason = record.poison
-            held[record.partition_key] = f"an earlier record of the key failed: {reason}"
+    """Sequence number -> reason: each poison record and every later one of its stream."""
+
+    def poison(record: _Record) -> str | None:
+        if record.poison is not None:
             logger.error(
                 "poison record",
                 extra={
                     "sequence_number": record.sequence_number,
-                    "partition_key": record.partition_key,
-                    "reason": reason,
+                    "partition_key": record.stream_id,
+                    "reason": record.poison,
                 },
             )
-        if reason is not None:
-            failures[record.sequence_number] = reason
-    return failures
+        return record.poison
+
+    return failed_records(records, poison)
 
 
 def _close_window(
@@ -297,26 +287,3 @@ def _emit_invocation(
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="AnalyticsStateBytes", unit=MetricUnit.Bytes, value=state_bytes)
     metrics.flush_metrics()
-
-
-def _partial_response(
-    event: dict[str, Any], failures: Mapping[str, str], context: LambdaContext | None
-) -> dict[str, Any]:
-    # The window was folded as a whole above; the record handler only reports what was decided
-    # for each record, and BatchProcessor builds batchItemFailures (sequence numbers) from it.
-    # A window's final invocation often has no records, which BatchProcessor refuses.
-    if not event["Records"]:
-        return {"batchItemFailures": []}
-
-    def report(record: KinesisStreamRecord) -> None:
-        reason = failures.get(record.kinesis.sequence_number)
-        if reason is not None:
-            raise RecordFailedError(reason)
-
-    processor = BatchProcessor(
-        event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False
-    )
-    response = process_partial_response(
-        event=event, record_handler=report, processor=processor, context=context
-    )
-    return dict(response)

@@ -17,13 +17,15 @@ from typing import Any
 
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from archive.storage import ArchiveStorage
-from archive.writer import REASON_CHARS_MAX, DecodedBatch, WrittenObject, decode_batch, write_batch
+from archive.writer import DecodedBatch, WrittenObject, decode_batch, write_batch
 from handlers.bootstrap import archive_settings_from_environment, build_archive_storage
 from handlers.observability import make_logger
+from ledger.delivery import REASON_CHARS_MAX, partial_batch_response
 
 logger = make_logger()
 tracer = Tracer()
@@ -36,20 +38,20 @@ storage = build_archive_storage(archive_settings_from_environment())
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process(event, storage)
+    return process(event, storage, context)
 
 
-def process(event: dict[str, Any], storage: ArchiveStorage) -> PartialItemFailureResponse:
+def process(
+    event: dict[str, Any], storage: ArchiveStorage, context: LambdaContext | None = None
+) -> PartialItemFailureResponse:
     """Archive one Kinesis batch; the partial batch response naming the failed records."""
     records = event["Records"]
     if not records:
-        return {"batchItemFailures": []}
+        return partial_batch_response(event, EventType.KinesisDataStreams, {}, context)
     batch = decode_batch(records)
     written = write_batch(storage, batch)
     _report(batch, written)
-    # Failures are decided for the batch as a whole, so the response is built directly: the
-    # sequence number of every failed record, which Lambda checkpoints before.
-    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in batch.failures]}
+    return partial_batch_response(event, EventType.KinesisDataStreams, batch.failures, context)
 
 
 def _report(batch: DecodedBatch, written: list[WrittenObject]) -> None:

@@ -23,11 +23,12 @@ from ledger.dynamodb import DynamoDBEventStore
 from ledger.s3 import S3DigestStore
 from ledger.service import PaymentService
 from projections.payment_state import PaymentStateProjection
+from projections.payment_state_reader import PaymentStateReader
 
 EVENTS_TABLE_VARIABLE = "EVENTS_TABLE"
 EVENTS_TABLE_OUTPUT = "EventsTableName"
 # Optional for processes that never read the payment-state read model (the CLI, older stacks);
-# ``build_payment_state_projection`` refuses to run without it.
+# the projection and ``require_payment_state_reader`` refuse to run without it.
 PAYMENT_STATE_TABLE_VARIABLE = "PAYMENT_STATE_TABLE"
 PAYMENT_STATE_TABLE_OUTPUT = "PaymentStateTableName"
 # The Object Lock bucket digests are written to (DESIGN §8); only the digest function and the
@@ -207,11 +208,19 @@ def build_payment_state_projection(settings: Settings) -> PaymentStateProjection
     )
 
 
-def build_payment_state_reader(settings: Settings) -> PaymentStateProjection | None:
+def build_payment_state_reader(settings: Settings) -> PaymentStateReader | None:
     """The read model the API serves current payments from, if this process has one."""
     if settings.payment_state_table is None:
         return None
-    return build_payment_state_projection(settings)
+    return PaymentStateReader(aws_client("dynamodb"), settings.payment_state_table)
+
+
+def require_payment_state_reader(settings: Settings) -> PaymentStateReader:
+    """The read model's reads for digests (heads) and verification (snapshots)."""
+    reader = build_payment_state_reader(settings)
+    if reader is None:
+        raise ConfigurationError(f"set {PAYMENT_STATE_TABLE_VARIABLE} (or pass --stack NAME)")
+    return reader
 
 
 # ── Verification: digests ──────────────────────────────────────────────────────────────────────

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.bootstrap import (
     build_digest_store,
     build_event_store,
-    build_payment_state_projection,
+    require_payment_state_reader,
     settings_from_environment,
 )
 from handlers.observability import make_logger
@@ -35,7 +35,7 @@ metrics = Metrics()  # namespace from POWERTOOLS_METRICS_NAMESPACE
 
 settings = settings_from_environment()
 digests = build_digest_store(settings)
-read_model = build_payment_state_projection(settings)
+read_model = require_payment_state_reader(settings)
 events = build_event_store(settings)
 
 

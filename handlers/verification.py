@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ledger.digests import DigestStore, check_digests, head_problems
 from ledger.envelope import StoredEvent
-from ledger.store import EventStore
+from ledger.store import EventReader
 from ledger.verification import ChainCheck, Problem, check_chain
 
 LOAD_THREADS = 8
@@ -75,7 +75,7 @@ class Verification:
     """What to check: the chains in ``store``, the digests in ``digests`` (if any), and each of
     ``stream_checks`` (the projections, the archive) against the recomputed chains."""
 
-    store: EventStore
+    store: EventReader
     chains: bool = True
     digests: DigestStore | None = None
     stream_checks: Sequence[StreamCheck] = ()
@@ -121,7 +121,7 @@ def run_verification(
     return report
 
 
-def _load(store: EventStore, stream_ids: Sequence[str]) -> Iterator[tuple[str, list[StoredEvent]]]:
+def _load(store: EventReader, stream_ids: Sequence[str]) -> Iterator[tuple[str, list[StoredEvent]]]:
     with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
         pending: deque[tuple[str, Future[list[StoredEvent]]]] = deque()
         for stream_id in stream_ids:

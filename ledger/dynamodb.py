@@ -1,10 +1,13 @@
-"""DynamoDB event store: one item per event, ``pk`` = stream id, ``sk`` = version (DESIGN §3-§4).
+"""The DynamoDB backend: the event store and its audit reader on one table, one item per event,
+``pk`` = stream id, ``sk`` = version (DESIGN §3-§4), and the table access every DynamoDB adapter
+shares: conditional new-item writes (``put_new_items``), bounded paging (``query_items``,
+``scan_items``) and BatchGetItem with retries (``batch_get_items``).
 
 ``event_to_item`` / ``item_to_event`` are the item format every consumer shares (stream NewImages
 included). The AttributeValue mapping is written by hand: it is the hot path, and it keeps the
 format visible in one place.
 
-Guarantees (the ``EventStore`` port):
+Guarantees (the ``EventStore`` port; ``EventReader`` reads are Scans and Queries, bounded):
 - ``load`` is one strongly consistent Query (more pages only past DynamoDB's 1 MB page size).
 - ``append`` of one event is one conditional PutItem, of several one TransactWriteItems; every
   item is conditioned on ``attribute_not_exists(pk)``, so a version is written once or not at all.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -30,7 +34,7 @@ from botocore.exceptions import ClientError
 from ledger.domain.errors import ConcurrencyError, LimitExceededError, UndecodableEventError
 from ledger.domain.limits import STREAM_EVENTS_MAX
 from ledger.envelope import ACTOR_KINDS, Actor, RecordedEvent, StoredEvent
-from ledger.store import STORED_EVENTS_MAX, EventStore, check_append_batch
+from ledger.store import STORED_EVENTS_MAX, EventReader, EventStore, check_append_batch
 
 Item = dict[str, Any]
 """A DynamoDB item in the low-level AttributeValue format, e.g. ``{"pk": {"S": "payment#…"}}``."""
@@ -43,6 +47,9 @@ BATCH_GET_BACKOFF_BASE_S = 0.05
 # holds at least 2 items: this bounds the pages a load of ``limit + 1`` items can take.
 _QUERY_PAGE_ITEMS_MIN = 2
 _STORED_PAGES_MAX = 10_000
+# Whole-table Scans (rebuilds, audits) read 1 MB pages: a bound of a terabyte, beyond any table
+# this ledger scans, so a Scan that never ends fails instead.
+SCAN_PAGES_MAX = 1_000_000
 _NEW_ITEM_CONDITION = "attribute_not_exists(pk)"
 # Codes meaning "another writer has (or is writing) this key": a PutItem error code, or a
 # cancellation reason of one item of a TransactWriteItems.
@@ -50,8 +57,9 @@ _PUT_CONFLICT_CODES = frozenset({"ConditionalCheckFailedException", "Transaction
 _TRANSACTION_CONFLICT_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
 
-class DynamoDBEventStore(EventStore):
-    """``EventStore`` on one DynamoDB table shaped like ``EventsTable`` in template.yaml.
+class DynamoDBEventStore(EventStore, EventReader):
+    """``EventStore`` and ``EventReader`` on one DynamoDB table shaped like ``EventsTable`` in
+    template.yaml.
 
     ``client`` is a boto3 low-level DynamoDB client, created once per process by the caller.
     """
@@ -72,36 +80,30 @@ class DynamoDBEventStore(EventStore):
         if version_max is not None:
             condition += " AND sk <= :version_max"
             values[":version_max"] = {"N": str(version_max)}
-        arguments: dict[str, Any] = {
-            "TableName": self._table_name,
+        arguments = {
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": values,
             "ConsistentRead": True,
             "ScanIndexForward": True,
         }
-        events: list[RecordedEvent] = []
-        pages_max = (limit + 1) // _QUERY_PAGE_ITEMS_MIN + 2
-        for _ in range(pages_max):
-            # Ask for one item more than allowed: its presence is what LimitExceededError means.
-            response = _call(
-                self._client.query, self._table_name, Limit=limit + 1 - len(events), **arguments
-            )
-            events.extend(item_to_event(item) for item in response["Items"])
-            if len(events) > limit:
-                raise LimitExceededError(f"stream {stream_id} holds more than {limit} events")
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None:
-                _assert_loaded(stream_id, events)
-                return events
-            arguments["ExclusiveStartKey"] = start_key
-        raise RuntimeError(
-            f"Query on {self._table_name} for {stream_id} did not finish within {pages_max} pages"
+        # Ask for one item more than allowed: its presence is what LimitExceededError means.
+        items = query_items(
+            self._client,
+            self._table_name,
+            arguments,
+            items_max=limit + 1,
+            pages_max=(limit + 1) // _QUERY_PAGE_ITEMS_MIN + 2,
         )
+        events = [item_to_event(item) for item in items]
+        if len(events) > limit:
+            raise LimitExceededError(f"stream {stream_id} holds more than {limit} events")
+        _assert_loaded(stream_id, events)
+        return events
 
     def append(self, events: Sequence[RecordedEvent]) -> None:
         check_append_batch(events)
         first, last = events[0], events[-1]
-        _put_new_items(
+        put_new_items(
             self._client,
             self._table_name,
             [event_to_item(event) for event in events],
@@ -117,58 +119,57 @@ class DynamoDBEventStore(EventStore):
         """One eventually consistent BatchGetItem per 100 positions (half the read units of a
         strongly consistent read; events never change once written). Keys DynamoDB leaves
         unprocessed are retried ``BATCH_GET_RETRIES_MAX`` times, then left out like missing ones."""
-        found: dict[tuple[str, int], RecordedEvent] = {}
-        unique = sorted(set(positions))
-        for start in range(0, len(unique), BATCH_GET_ITEM_KEYS_MAX):
-            keys: list[Item] = [
-                {"pk": {"S": stream_id}, "sk": {"N": str(version)}}
-                for stream_id, version in unique[start : start + BATCH_GET_ITEM_KEYS_MAX]
-            ]
-            for attempt in range(BATCH_GET_RETRIES_MAX + 1):
-                if attempt:
-                    self._sleep(BATCH_GET_BACKOFF_BASE_S * 2 ** (attempt - 1))
-                response = _call(
-                    self._client.batch_get_item,
-                    self._table_name,
-                    RequestItems={self._table_name: {"Keys": keys, "ConsistentRead": False}},
-                )
-                for item in response["Responses"].get(self._table_name, []):
-                    event = item_to_event(item)
-                    found[(event.stream_id, event.version)] = event
-                keys = response.get("UnprocessedKeys", {}).get(self._table_name, {}).get("Keys", [])
-                if not keys:
-                    break
-        return found
+        keys: list[Item] = [
+            {"pk": {"S": stream_id}, "sk": {"N": str(version)}}
+            for stream_id, version in sorted(set(positions))
+        ]
+        read = batch_get_items(
+            self._client, self._table_name, keys, consistent=False, sleep=self._sleep
+        )
+        events = (item_to_event(item) for item in read.items)
+        return {(event.stream_id, event.version): event for event in events}
+
+    def stream_ids(self) -> Iterator[str]:
+        """One paginated, strongly consistent Scan returning only the keys of version 1 items
+        (every stream has exactly one). It reads the whole table: for rebuilds, not for
+        request paths."""
+        arguments = {
+            "ProjectionExpression": "pk",
+            "FilterExpression": "sk = :first",
+            "ExpressionAttributeValues": {":first": {"N": "1"}},
+            "ConsistentRead": True,
+        }
+        for item in scan_items(self._client, self._table_name, arguments):
+            yield item["pk"]["S"]
+
+    # ── EventReader ──────────────────────────────────────────────────────────────────────────
 
     def all_stream_ids(self) -> set[str]:
         """One paginated keys-only Scan of every item (a Scan is billed for the items it reads,
         so this costs what ``stream_ids`` costs), seeing streams whose version 1 is gone."""
-        return {
-            item["pk"]["S"]
-            for item in self._scan({"ProjectionExpression": "pk", "ConsistentRead": True})
-        }
+        arguments = {"ProjectionExpression": "pk", "ConsistentRead": True}
+        return {item["pk"]["S"] for item in scan_items(self._client, self._table_name, arguments)}
 
     def stored_events(self, stream_id: str) -> list[StoredEvent]:
         """Every item of the stream (strongly consistent Query), decoded where it can be."""
-        arguments: dict[str, Any] = {
-            "TableName": self._table_name,
+        arguments = {
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": stream_id}},
             "ConsistentRead": True,
         }
-        stored: list[StoredEvent] = []
-        for _ in range(_STORED_PAGES_MAX):
-            response = _call(self._client.query, self._table_name, **arguments)
-            stored.extend(self._stored_event(item) for item in response["Items"])
-            if len(stored) > STORED_EVENTS_MAX:
-                raise LimitExceededError(
-                    f"stream {stream_id} holds more than {STORED_EVENTS_MAX} items"
-                )
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None:
-                return stored
-            arguments["ExclusiveStartKey"] = start_key
-        raise RuntimeError(f"Query on {self._table_name} for {stream_id} did not finish")
+        items = query_items(
+            self._client,
+            self._table_name,
+            arguments,
+            items_max=STORED_EVENTS_MAX + 1,
+            pages_max=_STORED_PAGES_MAX,
+        )
+        stored = [self._stored_event(item) for item in items]
+        if len(stored) > STORED_EVENTS_MAX:
+            raise LimitExceededError(
+                f"stream {stream_id} holds more than {STORED_EVENTS_MAX} items"
+            )
+        return stored
 
     def events_with(
         self, *, event_id: str | None = None, correlation_id: str | None = None, limit: int
@@ -187,7 +188,7 @@ class DynamoDBEventStore(EventStore):
             "ExpressionAttributeNames": {"#attribute": name},
             "ExpressionAttributeValues": {":value": {"S": value}},
         }
-        for item in self._scan(arguments):
+        for item in scan_items(self._client, self._table_name, arguments):
             try:
                 found.append(item_to_event(item))
             except (KeyError, TypeError, ValueError, AssertionError) as exc:
@@ -198,16 +199,6 @@ class DynamoDBEventStore(EventStore):
                 break
         return found
 
-    def _scan(self, arguments: dict[str, Any]) -> Iterator[Item]:
-        arguments = {"TableName": self._table_name, **arguments}
-        while True:
-            response = _call(self._client.scan, self._table_name, **arguments)
-            yield from response["Items"]
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None:
-                return
-            arguments["ExclusiveStartKey"] = start_key
-
     def _stored_event(self, item: Item) -> StoredEvent:
         version = int(item["sk"]["N"])
         location = f"dynamodb://{self._table_name}"
@@ -215,19 +206,6 @@ class DynamoDBEventStore(EventStore):
             return StoredEvent(version, item_to_event(item), location)
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
             return StoredEvent(version, None, location, f"not an event item: {exc!r}")
-
-    def stream_ids(self) -> Iterator[str]:
-        """One paginated, strongly consistent Scan returning only the keys of version 1 items
-        (every stream has exactly one). It reads the whole table: for rebuilds, not for
-        request paths."""
-        arguments = {
-            "ProjectionExpression": "pk",
-            "FilterExpression": "sk = :first",
-            "ExpressionAttributeValues": {":first": {"N": "1"}},
-            "ConsistentRead": True,
-        }
-        for item in self._scan(arguments):
-            yield item["pk"]["S"]
 
 
 def event_to_item(event: RecordedEvent) -> Item:
@@ -295,7 +273,10 @@ def _assert_loaded(stream_id: str, events: Sequence[RecordedEvent]) -> None:
     assert all(event.stream_id == stream_id for event in events), stream_id
 
 
-def _put_new_items(
+# ── Shared by every table this ledger keeps (events, payment state, the recorder's) ─────────
+
+
+def put_new_items(
     client: Any,
     table_name: str,
     items: Sequence[Item],
@@ -307,7 +288,6 @@ def _put_new_items(
     One item: one PutItem; several: one TransactWriteItems. Each is conditioned on
     ``attribute_not_exists(pk)``. If any key exists (or another transaction is writing it),
     nothing is written and ``conflict_error()`` is raised, chained to the DynamoDB error.
-    Shared by ``DynamoDBEventStore`` and ``ledger.recorder.DynamoDBAggregateRecorder``.
     """
     assert 0 < len(items) <= TRANSACT_WRITE_ITEMS_MAX, len(items)
     put = {
@@ -329,6 +309,98 @@ def _put_new_items(
         raise
 
 
+def query_items(
+    client: Any,
+    table_name: str,
+    arguments: Mapping[str, Any],
+    *,
+    pages_max: int,
+    items_max: int | None = None,
+) -> Iterator[Item]:
+    """The items of one Query (``arguments`` without ``TableName``), page after page.
+
+    At most ``items_max`` items (each page asks only for what remains) over at most
+    ``pages_max`` pages; ``RuntimeError`` if the Query has not finished by then.
+    """
+    return _paginate(client, "query", table_name, arguments, pages_max, items_max)
+
+
+def scan_items(
+    client: Any,
+    table_name: str,
+    arguments: Mapping[str, Any],
+    *,
+    pages_max: int = SCAN_PAGES_MAX,
+) -> Iterator[Item]:
+    """The items of one Scan (``arguments`` without ``TableName``), page after page, over at
+    most ``pages_max`` pages; ``RuntimeError`` if the Scan has not finished by then."""
+    return _paginate(client, "scan", table_name, arguments, pages_max, None)
+
+
+def _paginate(
+    client: Any,
+    operation: str,
+    table_name: str,
+    arguments: Mapping[str, Any],
+    pages_max: int,
+    items_max: int | None,
+) -> Iterator[Item]:
+    assert pages_max > 0, pages_max
+    assert items_max is None or items_max > 0, items_max
+    request = {"TableName": table_name, **arguments}
+    count = 0
+    for _ in range(pages_max):
+        if items_max is not None:
+            request["Limit"] = items_max - count
+        response = call_table(getattr(client, operation), table_name, **request)
+        yield from response["Items"]
+        count += len(response["Items"])
+        start_key = response.get("LastEvaluatedKey")
+        if start_key is None or (items_max is not None and count >= items_max):
+            return
+        request["ExclusiveStartKey"] = start_key
+    raise RuntimeError(f"{operation} on {table_name} did not finish within {pages_max} pages")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRead:
+    items: list[Item]
+    unprocessed_keys: list[Item]  # left unprocessed by DynamoDB on every attempt
+
+
+def batch_get_items(
+    client: Any,
+    table_name: str,
+    keys: Sequence[Item],
+    *,
+    consistent: bool,
+    retries_max: int = BATCH_GET_RETRIES_MAX,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BatchRead:
+    """The items at ``keys`` (distinct; missing ones are left out): one BatchGetItem per 100
+    keys. Keys DynamoDB leaves unprocessed (throttling, the 16 MB response cap) are asked for
+    again ``retries_max`` times, after an exponential backoff, then returned unprocessed."""
+    assert retries_max >= 0, retries_max
+    items: list[Item] = []
+    unprocessed: list[Item] = []
+    for start in range(0, len(keys), BATCH_GET_ITEM_KEYS_MAX):
+        pending = list(keys[start : start + BATCH_GET_ITEM_KEYS_MAX])
+        for attempt in range(retries_max + 1):
+            if attempt:
+                sleep(BATCH_GET_BACKOFF_BASE_S * 2 ** (attempt - 1))
+            response = call_table(
+                client.batch_get_item,
+                table_name,
+                RequestItems={table_name: {"Keys": pending, "ConsistentRead": consistent}},
+            )
+            items.extend(response["Responses"].get(table_name, []))
+            pending = response.get("UnprocessedKeys", {}).get(table_name, {}).get("Keys", [])
+            if not pending:
+                break
+        unprocessed.extend(pending)
+    return BatchRead(items, unprocessed)
+
+
 def _is_conflict(exc: Any) -> bool:
     code = exc.response["Error"]["Code"]
     if code == "TransactionCanceledException":
@@ -339,7 +411,9 @@ def _is_conflict(exc: Any) -> bool:
     return code in _PUT_CONFLICT_CODES
 
 
-def _call(operation: Callable[..., Any], table_name: str, **arguments: Any) -> Any:
+def call_table(operation: Callable[..., Any], table_name: str, **arguments: Any) -> Any:
+    """``operation(**arguments)`` on ``table_name``; a ``ClientError`` propagates with a note
+    saying what it means for us."""
     try:
         return operation(**arguments)
     except ClientError as exc:

@@ -1,19 +1,21 @@
-"""In-memory backends: the event store with DynamoDB's semantics (atomic appends, version
-conflicts) and the digest store with S3 Object Lock's (write once), both thread-safe."""
+"""In-memory backends: the event store and its audit reader with DynamoDB's semantics (atomic
+appends, version conflicts) and the digest store with S3 Object Lock's (write once), all
+thread-safe."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Sequence
 
 from ledger.digests import DigestStore, StoredObject, digest_number_of
 from ledger.domain.errors import ConcurrencyError, LimitExceededError
 from ledger.domain.limits import STREAM_EVENTS_MAX
-from ledger.envelope import RecordedEvent
-from ledger.store import EventStore, check_append_batch
+from ledger.envelope import RecordedEvent, StoredEvent
+from ledger.store import STORED_EVENTS_MAX, EventReader, EventStore, check_append_batch
 
 
-class MemoryEventStore(EventStore):
+class MemoryEventStore(EventStore, EventReader):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._streams: dict[str, list[RecordedEvent]] = {}
@@ -43,6 +45,28 @@ class MemoryEventStore(EventStore):
     def stream_ids(self) -> list[str]:
         with self._lock:
             return sorted(self._streams)
+
+    def all_stream_ids(self) -> list[str]:
+        return self.stream_ids()  # a stream here never loses its version 1
+
+    def stored_events(self, stream_id: str) -> list[StoredEvent]:
+        return [
+            StoredEvent(event.version, event)
+            for event in self.load(stream_id, limit=STORED_EVENTS_MAX)
+        ]
+
+    def events_with(
+        self, *, event_id: str | None = None, correlation_id: str | None = None, limit: int
+    ) -> list[RecordedEvent]:
+        assert (event_id is None) != (correlation_id is None), "exactly one filter"
+        with self._lock:
+            events = [event for stream in self._streams.values() for event in stream]
+        found = (
+            event
+            for event in events
+            if event_id in (None, event.event_id) and correlation_id in (None, event.correlation_id)
+        )
+        return list(itertools.islice(found, limit))
 
 
 class MemoryDigestStore(DigestStore):

@@ -29,7 +29,10 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from ledger.dynamodb import TRANSACT_WRITE_ITEMS_MAX, Item, _call, _put_new_items
+from ledger.dynamodb import TRANSACT_WRITE_ITEMS_MAX, Item, put_new_items, query_items
+
+# A Query page holds up to 1 MB: a bound far past any aggregate's history.
+SELECT_PAGES_MAX = 10_000
 
 
 class DynamoDBAggregateRecorder(AggregateRecorder):
@@ -50,7 +53,7 @@ class DynamoDBAggregateRecorder(AggregateRecorder):
                 f"DynamoDB writes at most {TRANSACT_WRITE_ITEMS_MAX} items atomically, "
                 f"not {len(stored_events)}"
             )
-        _put_new_items(
+        put_new_items(
             self._client,
             self._table_name,
             [_stored_event_to_item(event) for event in stored_events],
@@ -83,34 +86,29 @@ class DynamoDBAggregateRecorder(AggregateRecorder):
         elif lte is not None:
             condition += " AND sk <= :lte"
             values[":lte"] = {"N": str(lte)}
-        arguments: dict[str, Any] = {
-            "TableName": self._table_name,
+        arguments = {
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": values,
             "ConsistentRead": True,
             "ScanIndexForward": not desc,
         }
-        events: list[StoredEvent] = []
-        # Pages follow LastEvaluatedKey until the sequence (or ``limit``) is exhausted: the
-        # library's contract is "all of them" when ``limit`` is None.
-        while limit is None or len(events) < limit:
-            if limit is not None:
-                arguments["Limit"] = limit - len(events)
-            response = _call(self._client.query, self._table_name, **arguments)
-            events.extend(
-                StoredEvent(
-                    originator_id=originator_id,
-                    originator_version=int(item["sk"]["N"]),
-                    topic=item["topic"]["S"],
-                    state=bytes(item["state"]["B"]),
-                )
-                for item in response["Items"]
+        # The library's contract is "all of them" when ``limit`` is None: bounded all the same.
+        items = query_items(
+            self._client,
+            self._table_name,
+            arguments,
+            items_max=limit,
+            pages_max=SELECT_PAGES_MAX,
+        )
+        return [
+            StoredEvent(
+                originator_id=originator_id,
+                originator_version=int(item["sk"]["N"]),
+                topic=item["topic"]["S"],
+                state=bytes(item["state"]["B"]),
             )
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None:
-                break
-            arguments["ExclusiveStartKey"] = start_key
-        return events
+            for item in items
+        ]
 
 
 def _stored_event_to_item(event: StoredEvent) -> Item:

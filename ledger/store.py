@@ -1,4 +1,6 @@
-"""The event store port. Backends: ``ledger.memory`` (tests, benchmarks) and ``ledger.dynamodb``."""
+"""The event store port (``EventStore``: the write path and projections) and the audit reader
+beside it (``EventReader``). Backends: ``ledger.memory`` (tests, benchmarks) and
+``ledger.dynamodb``, each implementing both."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from ledger.domain.limits import EVENTS_PER_APPEND_MAX, STREAM_EVENTS_MAX
 from ledger.envelope import RecordedEvent, StoredEvent
 
-# Verification reads streams whole, even past the limit appends keep to: a stream that grew
-# beyond it is itself something to see. Bounded all the same.
+# ``EventReader.stored_events`` reads streams whole, even past the limit appends keep to: a stream
+# that grew beyond it is itself something to see. Bounded all the same.
 STORED_EVENTS_MAX = 10 * STREAM_EVENTS_MAX
 
 
@@ -57,38 +59,39 @@ class EventStore(ABC):
                     found[(stream_id, event.version)] = event
         return found
 
-    def all_stream_ids(self) -> Iterable[str]:
-        """Every stream id with any event (``stream_ids`` may rely on version 1 being there)."""
-        return self.stream_ids()
 
+class EventReader(ABC):
+    """Audit reads of the events: what verification, tracing and debugging read, never a
+    command or a projection. Each backend's event store implements it beside ``EventStore``.
+
+    Guarantees:
+    - ``stored_events`` returns every item of a stream, including those that are not events.
+    - ``all_stream_ids`` sees every stream with any item, even one whose version 1 is gone.
+    - every read is bounded (``STORED_EVENTS_MAX`` per stream, ``limit`` for searches).
+    """
+
+    @abstractmethod
+    def all_stream_ids(self) -> Iterable[str]:
+        """Every stream id with any event, each once, in no particular order."""
+
+    @abstractmethod
     def stored_events(self, stream_id: str) -> list[StoredEvent]:
         """Every item of ``stream_id`` in version order, each decoded if it can be: what
-        verification reads (``load`` raises on the first item that is not an event)."""
-        return [
-            StoredEvent(event.version, event)
-            for event in self.load(stream_id, limit=STORED_EVENTS_MAX)
-        ]
+        verification reads (``EventStore.load`` raises on the first item that is not an event).
 
+        Raises ``LimitExceededError`` if the stream holds more than ``STORED_EVENTS_MAX`` items.
+        """
+
+    @abstractmethod
     def events_with(
         self, *, event_id: str | None = None, correlation_id: str | None = None, limit: int
     ) -> list[RecordedEvent]:
-        """Up to ``limit`` events with this event id or correlation id, in no particular order.
+        """Up to ``limit`` events with this event id or correlation id (exactly one of the two),
+        in no particular order.
 
         The tables are keyed by stream and version, so this reads everything (a backend pushes
         the filter down where it can); it is for people debugging and auditing, never for a
-        request path. This default loads every stream."""
-        assert (event_id is None) != (correlation_id is None), "exactly one filter"
-        found: list[RecordedEvent] = []
-        for stream_id in self.stream_ids():
-            for event in self.load(stream_id, limit=STORED_EVENTS_MAX):
-                if event_id in (None, event.event_id) and correlation_id in (
-                    None,
-                    event.correlation_id,
-                ):
-                    found.append(event)
-                    if len(found) >= limit:
-                        return found
-        return found
+        request path."""
 
 
 def check_append_batch(events: Sequence[RecordedEvent]) -> None:

@@ -1,10 +1,12 @@
-"""The payment-state read model: each payment's current state in one DynamoDB item (DESIGN §6).
+"""The payment-state read model's projection (its writer): each payment's current state in one
+DynamoDB item (DESIGN §6). ``projections.payment_state_reader`` reads the table.
 
 Item (``PaymentStateTable`` in template.yaml, key ``payment_id``): every field of
 ``PaymentState`` under the names of ``PaymentSnapshot.to_dict`` (``amount_captured_minor``…), plus
 ``version``, ``head_hash`` (hash of the last applied event), ``created_at`` and ``updated_at``
 (``recorded_at`` of the first and of the last event). A field that is None has no attribute. GSI
 ``by-merchant`` (``merchant_id``, ``updated_at``) lists a merchant's payments by time.
+``snapshot_to_item`` / ``item_to_snapshot`` are the item format the writer and reader share.
 
 Guarantees:
 - The item of a payment at version n equals ``ledger.service.fold`` of its events 1..n: states are
@@ -27,7 +29,7 @@ Guarantees:
 Failures (``ApplyResult.fail`` from the first event not applied; other payments proceed):
 - an undecodable payload, an event ``evolve`` refuses, a broken chain link, a gap the events table
   cannot fill (it holds fewer events than the gap needs);
-- the item could not be read (BatchGetItem left it unprocessed ``READ_RETRIES_MAX`` times) or
+- the item could not be read (BatchGetItem left it unprocessed ``read_retries_max`` times) or
   written (throttled or refused after the client's own retries).
 Anything else (the table does not exist, a bug) propagates: the whole batch is retried.
 """
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast, get_args
@@ -47,30 +49,20 @@ from ledger.decoding import decode_event
 from ledger.domain.errors import ChainBrokenError, LedgerError
 from ledger.domain.events import RiskDecision
 from ledger.domain.payment import STATUSES, PaymentState, Status, evolve
-from ledger.domain.validation import check_id
+from ledger.dynamodb import BATCH_GET_RETRIES_MAX, Item, batch_get_items
 from ledger.envelope import (
     GENESIS_HASH,
     PAYMENT_STREAM_PREFIX,
     RecordedEvent,
     payment_id_of,
-    payment_stream_id,
 )
-from ledger.merkle import Head
 from ledger.service import PaymentSnapshot, fold
 from ledger.store import EventStore
 from projections.core import ApplyResult
 
-Item = dict[str, Any]
-
-MERCHANT_INDEX = "by-merchant"
-BATCH_GET_ITEM_KEYS_MAX = 100  # DynamoDB's limit per BatchGetItem request
-READ_RETRIES_MAX = 5
-READ_BACKOFF_BASE_S = 0.05
 # Writes run on a few threads: a batch can touch hundreds of payments and each PutItem is a round
 # trip. At most botocore's default connection pool (10), so no connection is opened per call.
 WRITES_PARALLEL_MAX = 8
-MERCHANT_PAYMENTS_LIMIT_MAX = 1_000
-_QUERY_PAGES_MAX = 100
 _WRITE_CONDITION = "attribute_not_exists(payment_id) OR #version < :version"
 _RISK_DECISIONS: tuple[str, ...] = get_args(RiskDecision)
 # PaymentState field -> item attribute (the name PaymentSnapshot.to_dict uses), by type.
@@ -126,7 +118,7 @@ class PaymentStateProjection:
         events: EventStore,
         *,
         writes_parallel_max: int = WRITES_PARALLEL_MAX,
-        read_retries_max: int = READ_RETRIES_MAX,
+        read_retries_max: int = BATCH_GET_RETRIES_MAX,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         assert writes_parallel_max > 0, writes_parallel_max
@@ -156,100 +148,6 @@ class PaymentStateProjection:
                 advances.append(advance)
         self._write(advances, result)
         return result
-
-    # ── Queries for the API ─────────────────────────────────────────────────────────────────
-
-    def read_payment(self, payment_id: str, *, consistent: bool = True) -> dict[str, Any] | None:
-        """The payment as ``PaymentSnapshot.to_dict`` shapes it, or None if not projected yet."""
-        check_id(payment_id, "payment_id")
-        response = self._call(
-            self._client.get_item,
-            TableName=self._table_name,
-            Key={"payment_id": {"S": payment_id}},
-            ConsistentRead=consistent,
-        )
-        item = response.get("Item")
-        return None if item is None else item_to_snapshot(item).to_dict()
-
-    def list_merchant_payments(
-        self, merchant_id: str, limit: int, since: str | None = None, *, newest_first: bool = False
-    ) -> list[dict[str, Any]]:
-        """A merchant's payments by ``updated_at`` (oldest first unless ``newest_first``), at most
-        ``limit``; ``since`` keeps those updated at or after it (inclusive, so a client paging by
-        the last ``updated_at`` it saw never misses a payment; it may see one again).
-
-        The index is eventually consistent: a payment just projected may be missing for a moment.
-        """
-        check_id(merchant_id, "merchant_id")
-        assert 0 < limit <= MERCHANT_PAYMENTS_LIMIT_MAX, limit
-        condition = "#merchant = :merchant"
-        values: Item = {":merchant": {"S": merchant_id}}
-        names = {"#merchant": "merchant_id"}
-        if since is not None:
-            condition += " AND #updated >= :since"
-            values[":since"] = {"S": since}
-            names["#updated"] = "updated_at"
-        arguments: dict[str, Any] = {
-            "TableName": self._table_name,
-            "IndexName": MERCHANT_INDEX,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": not newest_first,
-        }
-        payments: list[dict[str, Any]] = []
-        for _ in range(_QUERY_PAGES_MAX):
-            response = self._call(self._client.query, Limit=limit - len(payments), **arguments)
-            payments.extend(item_to_snapshot(item).to_dict() for item in response["Items"])
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None or len(payments) >= limit:
-                return payments
-            arguments["ExclusiveStartKey"] = start_key
-        raise RuntimeError(
-            f"Query on {self._table_name} did not finish in {_QUERY_PAGES_MAX} pages"
-        )
-
-    @property
-    def location(self) -> str:
-        return f"dynamodb://{self._table_name}"
-
-    def heads(self) -> Iterator[Head]:
-        """Every projected payment's chain head (``version``, ``head_hash``), for digests.
-
-        One paginated, eventually consistent Scan returning three attributes (DynamoDB bills the
-        whole items read all the same: about one read unit per 8 KB of items). A head a moment
-        stale is still a real chain point; the digest confirms each new one against the events.
-        """
-        projection = {
-            "ProjectionExpression": "payment_id, #version, head_hash",
-            "ExpressionAttributeNames": {"#version": "version"},
-        }
-        for item in self._scan(projection):
-            yield Head(
-                payment_stream_id(item["payment_id"]["S"]),
-                int(item["version"]["N"]),
-                item["head_hash"]["S"],
-            )
-
-    def snapshots(self) -> Iterator[tuple[str, PaymentSnapshot | None]]:
-        """Every item: its payment id and snapshot, or None when the item is not one (one
-        paginated, strongly consistent Scan), for verification."""
-        for item in self._scan({"ConsistentRead": True}):
-            try:
-                snapshot: PaymentSnapshot | None = item_to_snapshot(item)
-            except (KeyError, TypeError, ValueError, AssertionError):
-                snapshot = None
-            yield item["payment_id"]["S"], snapshot
-
-    def _scan(self, arguments: dict[str, Any]) -> Iterator[Item]:
-        arguments = {"TableName": self._table_name, **arguments}
-        while True:
-            response = self._call(self._client.scan, **arguments)
-            yield from response["Items"]
-            start_key = response.get("LastEvaluatedKey")
-            if start_key is None:
-                return
-            arguments["ExclusiveStartKey"] = start_key
 
     # ── Folding ─────────────────────────────────────────────────────────────────────────────
 
@@ -320,27 +218,17 @@ class PaymentStateProjection:
         self, payment_ids: Sequence[str]
     ) -> tuple[dict[str, PaymentSnapshot], set[str]]:
         """Stored snapshots by payment id, and the ids DynamoDB left unprocessed every time."""
-        snapshots: dict[str, PaymentSnapshot] = {}
-        unread: set[str] = set()
-        for start in range(0, len(payment_ids), BATCH_GET_ITEM_KEYS_MAX):
-            chunk = payment_ids[start : start + BATCH_GET_ITEM_KEYS_MAX]
-            keys: list[Item] = [{"payment_id": {"S": payment_id}} for payment_id in chunk]
-            for attempt in range(self._read_retries_max + 1):
-                if attempt:
-                    self._sleep(READ_BACKOFF_BASE_S * 2 ** (attempt - 1))
-                response = self._call(
-                    self._client.batch_get_item,
-                    RequestItems={self._table_name: {"Keys": keys, "ConsistentRead": True}},
-                )
-                for item in response["Responses"].get(self._table_name, []):
-                    snapshot = item_to_snapshot(item)
-                    snapshots[snapshot.state.payment_id] = snapshot
-                unprocessed = response.get("UnprocessedKeys", {}).get(self._table_name)
-                keys = [] if not unprocessed else unprocessed["Keys"]
-                if not keys:
-                    break
-            unread.update(key["payment_id"]["S"] for key in keys)
-        return snapshots, unread
+        read = batch_get_items(
+            self._client,
+            self._table_name,
+            [{"payment_id": {"S": payment_id}} for payment_id in payment_ids],
+            consistent=True,
+            retries_max=self._read_retries_max,
+            sleep=self._sleep,
+        )
+        snapshots = (item_to_snapshot(item) for item in read.items)
+        unread = {key["payment_id"]["S"] for key in read.unprocessed_keys}
+        return {snapshot.state.payment_id: snapshot for snapshot in snapshots}, unread
 
     def _write(self, advances: Sequence[_Advance], result: ApplyResult) -> None:
         if not advances:
@@ -381,13 +269,6 @@ class PaymentStateProjection:
             exc.add_note(f"PutItem on payment-state table {self._table_name!r}")
             raise
         return True
-
-    def _call(self, operation: Callable[..., Any], **arguments: Any) -> Any:
-        try:
-            return operation(**arguments)
-        except ClientError as exc:
-            exc.add_note(f"DynamoDB call on payment-state table {self._table_name!r} failed")
-            raise
 
 
 # ── Folding and the item format (pure) ─────────────────────────────────────────────────────

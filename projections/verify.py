@@ -26,7 +26,7 @@ from psycopg import sql
 from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent, payment_stream_id
 from ledger.service import PaymentSnapshot, fold
 from ledger.verification import ChainCheck, Problem
-from projections.payment_state import PaymentStateProjection
+from projections.payment_state_reader import PaymentStateReader
 from projections.postgres.migrate import migrate, recorded_migrations
 from projections.postgres.projection import Connect, PostgresProjection
 from projections.postgres.tables import check_schema_name, qualified
@@ -60,7 +60,7 @@ _ROW_STREAM = {
 class PaymentStateCheck:
     """The payment-state table against the fold of each payment's events."""
 
-    read_model: PaymentStateProjection
+    read_model: PaymentStateReader
     behind: int = 0
     name: str = "payment_state"
     check_name: str = "projections"

@@ -17,7 +17,7 @@ from handlers.bootstrap import (
     settings_from_environment,
 )
 from ledger.service import PaymentService
-from projections.payment_state import PaymentStateProjection
+from projections.payment_state_reader import PaymentStateReader
 
 _settings = settings_from_environment()
 _service = build_payment_service(_settings)
@@ -28,10 +28,10 @@ def payment_service() -> PaymentService:
     return _service
 
 
-def payment_state_reader() -> PaymentStateProjection | None:
+def payment_state_reader() -> PaymentStateReader | None:
     """The read model current payments are served from, if this function has one."""
     return _payment_states
 
 
 Service = Annotated[PaymentService, Depends(payment_service)]
-PaymentStates = Annotated[PaymentStateProjection | None, Depends(payment_state_reader)]
+PaymentStates = Annotated[PaymentStateReader | None, Depends(payment_state_reader)]

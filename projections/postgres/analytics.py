@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.decoding import event_time
+from ledger.delivery import describe
 from ledger.domain.errors import LedgerError
 from projections.analytics import NUMBER_FIELDS, Claims, WindowEvent, WindowKey, WindowRow
 from projections.postgres.partitions import MonthlyPartitions, month_of
@@ -36,7 +37,6 @@ from projections.postgres.tables import check_schema_name, column_list, qualifie
 
 METRICS_TABLE = "payment_metrics_minute"
 EVENTS_TABLE = "payment_metric_events"
-REASON_CHARS_MAX = 500
 _KEY = ("window_start", "merchant_id", "currency", "shard_id")
 # Written once per window (statement parameters) and once per row (arrays, unnested).
 _WINDOW_COLUMNS = ("window_start", "shard_id", "window_end", "deduplicated")
@@ -145,7 +145,7 @@ class PostgresWindowStore:
         if connection is not None and (connection.broken or connection.closed):
             self._connection = None
             connection.close()
-        reason = f"{type(error).__name__}: {error}"[:REASON_CHARS_MAX]
+        reason = describe(error)
         return AnalyticsStoreError(
             f"analytics {action} of window {key.start.isoformat()} on {key.shard_id}: {reason}"
         )

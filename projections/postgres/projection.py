@@ -56,6 +56,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.decoding import is_event_time
+from ledger.delivery import REASON_CHARS_MAX
 from ledger.domain.errors import ConcurrencyError, LedgerError
 from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent
 from ledger.store import EventStore
@@ -87,7 +88,6 @@ from projections.postgres.tables import (
 
 Connect = Callable[[], psycopg.Connection[Any]]
 CONNECT_TIMEOUT_S = 10
-REASON_CHARS_MAX = 500
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The ``EventStore`` contract, shared by every backend (as eventsourcing's tests/persistence.py).
+"""The ``EventStore`` and ``EventReader`` contract, shared by every backend (as eventsourcing's
+tests/persistence.py).
 
 Subclass ``EventStoreContract`` in a ``test_*.py`` module as ``Test<Backend>EventStore`` and
 implement ``make_store`` (a fresh, empty store on each call). This module is not collected itself.
@@ -25,7 +26,7 @@ from ledger.codec import (
 )
 from ledger.domain.errors import ConcurrencyError, LimitExceededError
 from ledger.envelope import GENESIS_HASH, Actor, RecordedEvent, payment_stream_id
-from ledger.store import EventStore
+from ledger.store import EventReader, EventStore
 
 AGENT = Actor(kind="agent", id="fraud-agent-7", model="risk-model", version="2026.11")
 API_CLIENT = Actor(kind="api", id="merchant-key-42")
@@ -109,8 +110,14 @@ def race(workers: int, work: Callable[[int], T]) -> list[T | ConcurrencyError]:
         return list(executor.map(run, range(workers)))
 
 
+def reader_of(store: EventStore) -> EventReader:
+    """The store's audit reader: every backend's event store is its own."""
+    assert isinstance(store, EventReader), type(store)
+    return store
+
+
 class EventStoreContract(ABC):
-    """What every ``EventStore`` backend guarantees (``ledger.store.EventStore``)."""
+    """What every backend guarantees (``ledger.store.EventStore`` and ``EventReader``)."""
 
     @abstractmethod
     def make_store(self) -> EventStore:
@@ -279,3 +286,35 @@ class EventStoreContract(ABC):
         assert sorted(event.event_id for event in loaded) == sorted(appended_ids)
         assert len(set(appended_ids)) == len(appended_ids)
         verify_chain(loaded)
+
+    def test_reader_lists_every_stream_once(self, store: EventStore) -> None:
+        streams = [new_stream_id() for _ in range(3)]
+        for length, stream_id in enumerate(streams, start=1):
+            store.append(chain(stream_id, length))
+        listed = list(reader_of(store).all_stream_ids())
+        assert sorted(listed) == sorted(streams)
+
+    def test_reader_returns_every_stored_event_in_version_order(self, store: EventStore) -> None:
+        stream_id = new_stream_id()
+        events = chain(stream_id, 4)
+        store.append(events[:1])
+        store.append(events[1:])
+        stored = reader_of(store).stored_events(stream_id)
+        assert [item.version for item in stored] == [1, 2, 3, 4]
+        assert [item.event for item in stored] == events
+        assert all(item.error is None for item in stored)
+        assert reader_of(store).stored_events(new_stream_id()) == []
+
+    def test_reader_finds_events_by_event_id_or_correlation_id(self, store: EventStore) -> None:
+        first, second = new_stream_id(), new_stream_id()
+        events = chain(first, 3, writer="writer-a")
+        others = chain(second, 2, writer="writer-b")
+        store.append(events)
+        store.append(others)
+        reader = reader_of(store)
+        assert reader.events_with(event_id=events[1].event_id, limit=5) == [events[1]]
+        assert reader.events_with(event_id="no-such-event", limit=5) == []
+        found = reader.events_with(correlation_id="correlation-writer-b", limit=5)
+        assert sorted(found, key=lambda event: event.version) == others
+        [one] = reader.events_with(correlation_id="correlation-writer-a", limit=1)
+        assert one in events

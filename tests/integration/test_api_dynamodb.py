@@ -124,10 +124,11 @@ def test_current_payment_comes_from_the_read_model_unless_it_lags(
 ) -> None:
     from devstack.template import create_table
     from projections.payment_state import PaymentStateProjection
+    from projections.payment_state_reader import PaymentStateReader
 
     create_table(dynamodb_client, "PaymentStateTable", "payment-state-api")
     states = PaymentStateProjection(dynamodb_client, "payment-state-api", store)
-    use_payment_states(monkeypatch, states)
+    use_payment_states(monkeypatch, PaymentStateReader(dynamodb_client, "payment-state-api"))
 
     created = client.initiate("pay-rm-1")
     not_projected = client.get("/payments/pay-rm-1")

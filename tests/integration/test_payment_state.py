@@ -1,4 +1,4 @@
-"""The payment-state read model (projections/payment_state.py) on the moto server.
+"""The payment-state read model (projections/payment_state.py and its reader) on the moto server.
 
 Tables come from template.yaml. Write requests are counted with a botocore event hook on the
 client the projection uses, so "one PutItem per payment per batch" is measured, not assumed.
@@ -38,17 +38,13 @@ from ledger.domain.payment import (
     SettlePayment,
     VoidPayment,
 )
-from ledger.dynamodb import DynamoDBEventStore
+from ledger.dynamodb import BATCH_GET_ITEM_KEYS_MAX, BATCH_GET_RETRIES_MAX, DynamoDBEventStore
 from ledger.envelope import RecordedEvent, payment_stream_id
 from ledger.memory import MemoryEventStore
 from ledger.service import CommandContext, PaymentService, fold
 from ledger.store import EventStore
-from projections.payment_state import (
-    BATCH_GET_ITEM_KEYS_MAX,
-    MERCHANT_INDEX,
-    READ_RETRIES_MAX,
-    PaymentStateProjection,
-)
+from projections.payment_state import PaymentStateProjection
+from projections.payment_state_reader import MERCHANT_INDEX, PaymentStateReader
 from tests.stream_events import Shard, insert_event, insert_record, stream_event
 from tests.unit.conftest import AGENT, FakeClock
 
@@ -107,6 +103,11 @@ def calls(dynamodb_client: Any) -> Calls:
 
 def projection_on(client: Any, table: str, events: EventStore) -> PaymentStateProjection:
     return PaymentStateProjection(client, table, events, sleep=lambda _: None)
+
+
+@pytest.fixture
+def reader(dynamodb_client: Any, state_table: str) -> PaymentStateReader:
+    return PaymentStateReader(dynamodb_client, state_table)
 
 
 @pytest.fixture
@@ -171,6 +172,7 @@ def expected(events: Sequence[RecordedEvent]) -> dict[str, Any]:
 
 
 def test_each_payment_is_its_fold_and_redelivery_writes_nothing(
+    reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
     projection: PaymentStateProjection,
@@ -187,7 +189,7 @@ def test_each_payment_is_its_fold_and_redelivery_writes_nothing(
     assert (first.applied, first.duplicates, first.failures) == (len(batch), 0, {})
     assert calls.take() == {"BatchGetItem": 1, "PutItem": 3}
     for payment_id, events in histories.items():
-        assert projection.read_payment(payment_id) == expected(events)
+        assert reader.read_payment(payment_id) == expected(events)
     items = table_items(dynamodb_client, state_table)
     calls.take()
 
@@ -259,6 +261,7 @@ def test_split_interleaved_and_duplicated_batches_give_the_same_items(
 
 
 def test_a_gap_is_filled_from_the_events_table_with_one_query(
+    reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
     projection: PaymentStateProjection,
@@ -272,11 +275,14 @@ def test_a_gap_is_filled_from_the_events_table_with_one_query(
 
     assert (result.applied, result.failures) == (3, {})
     assert calls.take() == {"BatchGetItem": 1, "Query": 1, "PutItem": 1}
-    assert projection.read_payment("p-1") == expected(events)
+    assert reader.read_payment("p-1") == expected(events)
 
 
 def test_a_new_read_model_starts_from_any_version(
-    service: PaymentService, clock: FakeClock, projection: PaymentStateProjection
+    reader: PaymentStateReader,
+    service: PaymentService,
+    clock: FakeClock,
+    projection: PaymentStateProjection,
 ) -> None:
     """E.g. deployed after the stream's 24-hour retention: history comes from the events table."""
     events = lifecycle(service, clock, "p-1")
@@ -284,10 +290,11 @@ def test_a_new_read_model_starts_from_any_version(
     result = projection.apply(events[5:])
 
     assert (result.applied, result.failures) == (2, {})
-    assert projection.read_payment("p-1") == expected(events)
+    assert reader.read_payment("p-1") == expected(events)
 
 
 def test_a_gap_the_events_table_cannot_fill_fails_only_that_stream(
+    reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
     dynamodb_client: Any,
@@ -303,13 +310,16 @@ def test_a_gap_the_events_table_cannot_fill_fails_only_that_stream(
     [failure] = result.failures.values()
     assert (failure.stream_id, failure.version) == (payment_stream_id("p-1"), 3)
     assert "gap" in failure.reason
-    assert projection.read_payment("p-1") is None
-    assert projection.read_payment("p-2") == expected(second)
+    assert reader.read_payment("p-1") is None
+    assert reader.read_payment("p-2") == expected(second)
     assert calls.take()["PutItem"] == 1
 
 
 def test_a_broken_chain_link_fails_the_stream_and_keeps_what_came_before(
-    service: PaymentService, clock: FakeClock, projection: PaymentStateProjection
+    reader: PaymentStateReader,
+    service: PaymentService,
+    clock: FakeClock,
+    projection: PaymentStateProjection,
 ) -> None:
     events = lifecycle(service, clock, "p-1")
     forged = replace(events[2], prev_hash="f" * 64)
@@ -318,11 +328,14 @@ def test_a_broken_chain_link_fails_the_stream_and_keeps_what_came_before(
 
     assert result.failures[payment_stream_id("p-1")].version == 3
     assert "ChainBrokenError" in result.failures[payment_stream_id("p-1")].reason
-    assert projection.read_payment("p-1") == expected(events[:2])
+    assert reader.read_payment("p-1") == expected(events[:2])
 
 
 def test_an_undecodable_payload_fails_the_stream_and_keeps_what_came_before(
-    service: PaymentService, clock: FakeClock, projection: PaymentStateProjection
+    reader: PaymentStateReader,
+    service: PaymentService,
+    clock: FakeClock,
+    projection: PaymentStateProjection,
 ) -> None:
     events = lifecycle(service, clock, "p-1")
     poison = replace(events[3], event_type="PaymentTeleported")
@@ -330,10 +343,11 @@ def test_an_undecodable_payload_fails_the_stream_and_keeps_what_came_before(
     result = projection.apply([*events[:3], poison, *events[4:]])
 
     assert result.failures[payment_stream_id("p-1")].version == 4
-    assert projection.read_payment("p-1") == expected(events[:3])
+    assert reader.read_payment("p-1") == expected(events[:3])
 
 
 def test_an_item_already_past_the_batch_is_a_duplicate_not_an_error(
+    reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
     projection: PaymentStateProjection,
@@ -358,10 +372,11 @@ def test_an_item_already_past_the_batch_is_a_duplicate_not_an_error(
     result = projection.apply(events[:3])
 
     assert (result.applied, result.duplicates, result.failures) == (0, 3, {})
-    assert projection.read_payment("p-1") == expected(events)
+    assert reader.read_payment("p-1") == expected(events)
 
 
 def test_a_write_dynamodb_refuses_fails_only_that_stream(
+    reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
     projection: PaymentStateProjection,
@@ -381,11 +396,12 @@ def test_a_write_dynamodb_refuses_fails_only_that_stream(
     assert list(result.failures) == [payment_stream_id("p-1")]
     assert result.failures[payment_stream_id("p-1")].version == 1
     assert result.applied == len(second)
-    assert projection.read_payment("p-1") is None
-    assert projection.read_payment("p-2") == expected(second)
+    assert reader.read_payment("p-1") is None
+    assert reader.read_payment("p-2") == expected(second)
 
 
 def test_unprocessed_keys_are_read_again(
+    reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
     projection: PaymentStateProjection,
@@ -402,10 +418,11 @@ def test_unprocessed_keys_are_read_again(
 
     assert (result.applied, result.failures, starve()) == (len(events) - 2, {}, 0)
     assert calls.take() == {"BatchGetItem": 2, "PutItem": 1}  # no Query: the item was read
-    assert projection.read_payment("p-1") == expected(events)
+    assert reader.read_payment("p-1") == expected(events)
 
 
 def test_keys_left_unprocessed_every_time_fail_their_streams(
+    reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
     projection: PaymentStateProjection,
@@ -414,12 +431,12 @@ def test_keys_left_unprocessed_every_time_fail_their_streams(
 ) -> None:
     events = lifecycle(service, clock, "p-1")
     projection.apply(events[:2])
-    _starve_batch_get(dynamodb_client, state_table, times=READ_RETRIES_MAX + 1)
+    _starve_batch_get(dynamodb_client, state_table, times=BATCH_GET_RETRIES_MAX + 1)
 
     result = projection.apply(events[2:])
 
     assert result.failures[payment_stream_id("p-1")].version == 3
-    assert projection.read_payment("p-1") == expected(events[:2])
+    assert reader.read_payment("p-1") == expected(events[:2])
 
 
 def _starve_batch_get(client: Any, table: str, *, times: int) -> Callable[[], int]:
@@ -443,6 +460,7 @@ def _starve_batch_get(client: Any, table: str, *, times: int) -> Callable[[], in
 
 
 def test_the_merchant_index_lists_a_merchants_payments_by_time(
+    reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
     projection: PaymentStateProjection,
@@ -464,26 +482,24 @@ def test_the_merchant_index_lists_a_merchants_payments_by_time(
     def ids(payments: list[dict[str, Any]]) -> list[str]:
         return [payment["payment_id"] for payment in payments]
 
-    listed = projection.list_merchant_payments("m-1", limit=10)
+    listed = reader.list_merchant_payments("m-1", limit=10)
     assert ids(listed) == ["p-2", "p-3", "p-1"]
     assert listed[-1] == expected(service.load("p-1"))
-    assert ids(projection.list_merchant_payments("m-1", 10, newest_first=True)) == [
+    assert ids(reader.list_merchant_payments("m-1", 10, newest_first=True)) == [
         "p-1",
         "p-3",
         "p-2",
     ]
-    assert ids(projection.list_merchant_payments("m-1", 2)) == ["p-2", "p-3"]
+    assert ids(reader.list_merchant_payments("m-1", 2)) == ["p-2", "p-3"]
     since = listed[1]["updated_at"]
-    assert ids(projection.list_merchant_payments("m-1", 10, since)) == ["p-3", "p-1"]
-    assert projection.list_merchant_payments("m-3", 10) == []
+    assert ids(reader.list_merchant_payments("m-1", 10, since)) == ["p-3", "p-1"]
+    assert reader.list_merchant_payments("m-3", 10) == []
 
 
-def test_reading_a_payment_not_projected_yet_or_malformed(
-    projection: PaymentStateProjection,
-) -> None:
-    assert projection.read_payment("p-unknown") is None
+def test_reading_a_payment_not_projected_yet_or_malformed(reader: PaymentStateReader) -> None:
+    assert reader.read_payment("p-unknown") is None
     with pytest.raises(ValidationError):
-        projection.read_payment("not an id")
+        reader.read_payment("not an id")
 
 
 # ── Property: projection == fold, however the stream delivers ────────────────────────────────
@@ -556,6 +572,7 @@ def _plans(draw: st.DrawFn) -> list[tuple[str, int]]:
     seed=st.integers(min_value=0, max_value=2**16),
 )
 def test_the_read_model_equals_the_fold_of_random_histories(
+    reader: PaymentStateReader,
     dynamodb_client: Any,
     state_table: str,
     actions: list[tuple[str, int]],
@@ -587,14 +604,17 @@ def test_the_read_model_equals_the_fold_of_random_histories(
         assert projection.apply(events[start:end]).failures == {}
         position = end
 
-    assert projection.read_payment(payment_id) == expected(events)
+    assert reader.read_payment(payment_id) == expected(events)
 
 
 # ── Through the Lambda handler ───────────────────────────────────────────────────────────────
 
 
 def test_the_handler_projects_a_stream_batch_and_holds_only_the_poisoned_stream(
-    service: PaymentService, clock: FakeClock, projection: PaymentStateProjection
+    reader: PaymentStateReader,
+    service: PaymentService,
+    clock: FakeClock,
+    projection: PaymentStateProjection,
 ) -> None:
     good, bad = lifecycle(service, clock, "p-good"), lifecycle(service, clock, "p-bad")
     shard = Shard()
@@ -608,10 +628,10 @@ def test_the_handler_projects_a_stream_batch_and_holds_only_the_poisoned_stream(
 
     failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
     assert len(failed) == len(bad) - 3
-    assert projection.read_payment("p-good") == expected(good)
-    assert projection.read_payment("p-bad") == expected(bad[:3])
+    assert reader.read_payment("p-good") == expected(good)
+    assert reader.read_payment("p-bad") == expected(bad[:3])
 
     redelivered = project.process(insert_event(bad[3:]), [projection])  # the writer's real events
 
     assert redelivered == {"batchItemFailures": []}
-    assert projection.read_payment("p-bad") == expected(bad)
+    assert reader.read_payment("p-bad") == expected(bad)

@@ -34,7 +34,7 @@ from ledger.domain.timestamps import format_timestamp
 from ledger.envelope import RecordedEvent, payment_stream_id
 from ledger.memory import MemoryEventStore
 from ledger.service import PaymentService
-from projections.payment_state import PaymentStateProjection
+from projections.payment_state_reader import PaymentStateReader
 from tests.lambda_context import FakeLambdaContext
 from tests.unit.conftest import START, FakeClock
 
@@ -119,7 +119,7 @@ def use_service(patch: pytest.MonkeyPatch, service: PaymentService) -> None:
     patch.setitem(app.dependency_overrides, payment_service, lambda: service)
 
 
-def use_payment_states(patch: pytest.MonkeyPatch, states: PaymentStateProjection) -> None:
+def use_payment_states(patch: pytest.MonkeyPatch, states: PaymentStateReader) -> None:
     """The routes read current payments from ``states`` until ``patch`` is undone."""
     patch.setitem(app.dependency_overrides, payment_state_reader, lambda: states)
 
