@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from ledger.digests import DigestStore, StoredObject, digest_number_of
 from ledger.domain.errors import ConcurrencyError, LimitExceededError
 from ledger.domain.limits import STREAM_EVENTS_MAX
 from ledger.envelope import RecordedEvent
+from ledger.integrity.digests import DigestStore, StoredObject, digest_number_of
 from ledger.store import EventStore, check_append_batch
 
 

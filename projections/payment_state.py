@@ -55,7 +55,7 @@ from ledger.envelope import (
     payment_id_of,
     payment_stream_id,
 )
-from ledger.merkle import Head
+from ledger.integrity.merkle import Head
 from ledger.service import PaymentSnapshot, fold
 from ledger.store import EventStore
 from projections.core import ApplyResult
