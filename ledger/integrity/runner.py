@@ -4,9 +4,9 @@ The digests are read and checked on their own first (``ledger.integrity.digests.
 and the read models' items are listed; then every stream any of them knows (the events table's,
 the digests', the read models') is loaded once, its chain recomputed (``ledger.integrity.chains``),
 and that one recomputed chain is handed to each requested check: the chain's own problems, the
-digests' heads for that stream, each ``StreamCheck`` (a projection against its replay, the
-archive). Streams load in parallel (one Query each), a bounded number ahead, so memory stays
-flat however many there are.
+postings balance (``ledger.integrity.postings``), the digests' heads for that stream, each
+``StreamCheck`` (a projection against its replay, the archive). Streams load in parallel (one
+Query each), a bounded number ahead, so memory stays flat however many there are.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from ledger.envelope import StoredEvent
 from ledger.integrity.chains import Problem, StreamCheck, check_chain
 from ledger.integrity.digests import DigestStore, check_digests, head_problems
+from ledger.integrity.postings import PostingsBalance, PostingSums
 from ledger.store import EventStore
 
 LOAD_THREADS = 8
@@ -37,6 +38,8 @@ class VerifyReport:
     # Per stream check, what is not a problem: lag (behind), copies awaiting compaction…
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # What the intact chains' postings add up to, when the chains were checked.
+    postings: PostingSums = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -56,8 +59,9 @@ class VerifyReport:
 
 @dataclass(slots=True)
 class Verification:
-    """What to check: the chains in ``store``, the digests in ``digests`` (if any), and each of
-    ``stream_checks`` (the projections, the archive) against the recomputed chains."""
+    """What to check: the chains in ``store`` and the postings balance over their events, the
+    digests in ``digests`` (if any), and each of ``stream_checks`` (the projections, the
+    archive) against the recomputed chains."""
 
     store: EventStore
     chains: bool = True
@@ -68,7 +72,8 @@ class Verification:
 def run_verification(
     verification: Verification, *, progress: Progress | None = None
 ) -> VerifyReport:
-    stream_checks = list(verification.stream_checks)
+    balance = PostingsBalance() if verification.chains else None
+    stream_checks = [*([balance] if balance is not None else []), *verification.stream_checks]
     checks = ["chains"] if verification.chains else []
     checks += ["digests"] if verification.digests is not None else []
     for stream_check in stream_checks:
@@ -84,7 +89,7 @@ def run_verification(
         heads = digests.heads
         location = verification.digests.location
     stream_ids = set(heads)
-    if verification.chains or stream_checks:
+    if stream_checks:
         stream_ids |= set(verification.store.all_stream_ids())
     for stream_check in stream_checks:
         stream_ids |= stream_check.stream_ids()
@@ -102,7 +107,11 @@ def run_verification(
             progress(report.streams, report.events)
     for stream_check in stream_checks:
         report.problems.extend(stream_check.finish())
-        report.counts[stream_check.name] = stream_check.counts()
+        counts = stream_check.counts()
+        if counts:
+            report.counts[stream_check.name] = counts
+    if balance is not None:
+        report.postings = balance.sums
     return report
 
 
