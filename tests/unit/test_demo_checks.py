@@ -6,6 +6,7 @@ import dataclasses
 
 from rich.console import Console
 
+from cli.demo import EXIT_CHECK_FAILED, EXIT_OK, render_verdict
 from devstack.agents import WorkloadReport, plan_payments
 from devstack.checks import (
     Check,
@@ -17,7 +18,6 @@ from devstack.checks import (
     check_workload,
     posting_sums,
 )
-from devstack.demo import EXIT_CHECK_FAILED, EXIT_OK, _verdict
 from ledger.envelope import RecordedEvent
 from ledger.service import fold
 
@@ -86,9 +86,12 @@ def test_a_check_that_did_not_run_is_never_shown_or_counted_as_passed() -> None:
     passed = Check("hash chains", True, "12 chains")
     not_run = Check("archive rows == events", None, "the archive is not deployed")
 
-    assert _verdict(console, [passed, not_run], 1.0) == EXIT_OK
+    assert render_verdict(console, [passed, not_run], 1.0) == EXIT_OK
     output = console.export_text()
     assert "archive rows == events │ not run" in output
     assert "demo OK: 1 checks passed" in output
     assert "not run: archive rows == events" in output
-    assert _verdict(console, [passed, Check("dead letters", False, "2")], 1.0) == EXIT_CHECK_FAILED
+    assert (
+        render_verdict(console, [passed, Check("dead letters", False, "2")], 1.0)
+        == EXIT_CHECK_FAILED
+    )
