@@ -31,9 +31,10 @@ from ledger.domain.money import format_amount
 if TYPE_CHECKING:
     from archive.audit import QueryResult
     from devstack.agents import PaymentPlan
-    from devstack.checks import Check, Ledger, Sums
+    from devstack.checks import Check, Ledger
     from devstack.demo import CatchUpProgress, DemoResult
     from devstack.local import LocalState
+    from ledger.integrity.postings import PostingSums
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -174,7 +175,7 @@ def _totals_table(ledger: Ledger) -> Table:
     return table
 
 
-def _postings_table(sums: Sums) -> Table:
+def _postings_table(sums: PostingSums) -> Table:
     table = Table(title="postings per currency and phase", title_justify="left")
     for header in ("currency", "phase", "debits", "credits"):
         table.add_column(header, justify="right" if header in ("debits", "credits") else "left")
