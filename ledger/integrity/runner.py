@@ -1,4 +1,5 @@
-"""The one verification runner: every check of DESIGN §8 in one pass over the streams.
+"""The one verification runner: every check of DESIGN §8 in one pass over the streams, for
+``payledger verify`` and the demo's checks alike.
 
 The digests are read and checked on their own first (``ledger.integrity.digests.check_digests``),
 and the read models' items are listed; then every stream any of them knows (the events table's,
@@ -108,7 +109,7 @@ def run_verification(
     for stream_check in stream_checks:
         report.problems.extend(stream_check.finish())
         counts = stream_check.counts()
-        if counts:
+        if counts:  # the postings balance has nothing to count beyond its problems
             report.counts[stream_check.name] = counts
     if balance is not None:
         report.postings = balance.sums
