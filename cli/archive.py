@@ -30,6 +30,7 @@ from cli.common import (
     global_options,
     print_json,
     reporting,
+    resolve,
 )
 from handlers import bootstrap
 from ledger.domain.errors import ValidationError
@@ -86,13 +87,7 @@ def archive_storage(options: GlobalOptions, archive_dir: Path | None) -> Archive
         if not archive_dir.is_dir():
             raise ValidationError(f"--archive-dir {archive_dir} is not a folder")
         return LocalArchiveStorage(archive_dir)
-    return bootstrap.build_archive_storage(_settings(options))
-
-
-def _settings(options: GlobalOptions) -> bootstrap.ArchiveSettings:
-    if options.stack is not None:
-        return bootstrap.archive_settings_from_stack(options.stack)
-    return bootstrap.archive_settings_from_environment()
+    return bootstrap.build_archive_storage(resolve(options).archive_settings())
 
 
 def audit_engine(options: GlobalOptions, engine: Engine, archive_dir: Path | None) -> Any:
@@ -103,7 +98,7 @@ def audit_engine(options: GlobalOptions, engine: Engine, archive_dir: Path | Non
         if engine is Engine.athena:
             raise ValidationError("--archive-dir is read with DuckDB, not Athena")
         return DuckDBAudit(archive_storage(options, archive_dir))
-    settings = _settings(options)
+    settings = resolve(options).archive_settings()
     if engine is not Engine.athena:
         storage = bootstrap.build_archive_storage(settings)
         if engine is Engine.duckdb or not storage.on_aws:
@@ -111,7 +106,7 @@ def audit_engine(options: GlobalOptions, engine: Engine, archive_dir: Path | Non
     database, workgroup = bootstrap.athena_target(settings)
     from archive.athena import AthenaAudit  # pandas and awswrangler load only for Athena
 
-    return AthenaAudit(bootstrap.aws_session(), database, workgroup)
+    return AthenaAudit(bootstrap.aws_session(settings.aws), database, workgroup)
 
 
 # ── archive ───────────────────────────────────────────────────────────────────────────────────

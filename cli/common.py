@@ -4,10 +4,12 @@ wiring seams tests replace."""
 from __future__ import annotations
 
 import json
+import os
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
@@ -30,33 +32,75 @@ EXIT_CODES_HELP = (
 UNEXPECTED_ERROR_CODE = "unexpected_error"
 
 
-def build_service(stack: str | None) -> PaymentService:
-    """The default wiring: a stack's outputs with ``--stack``, else the process environment."""
-    if stack is not None:
-        settings = bootstrap.settings_from_stack(stack)
-    else:
-        settings = bootstrap.settings_from_environment()
-    return bootstrap.build_payment_service(settings)
-
-
-def local_stack() -> LocalState | None:
-    """The local stack (``payledger local up``) if it is up; this process then talks to it."""
-    from devstack.local import running_stack  # the CLI may use the local runtime
-
-    state = running_stack(bootstrap.local_home())
-    if state is not None:
-        bootstrap.use_local_endpoint(state.endpoint_url, state.region)
-    return state
-
-
-service_factory: Callable[[str | None], PaymentService] = build_service
-"""Seam for tests: replace to run the CLI against another service (e.g. a failing store)."""
+LOCAL_HOME_VARIABLE = "PAYLEDGER_HOME"  # where the local stack keeps its state
+DEFAULT_LOCAL_HOME = Path(".payledger")
 
 
 @dataclass(frozen=True, slots=True)
 class GlobalOptions:
     stack: str | None
     debug: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Where a command's resources are: the AWS its clients talk to and the stack whose outputs
+    name the resources (None: the environment names them). ``outputs`` are the stack's outputs
+    when already known (the local stack's), else read when first needed."""
+
+    aws: bootstrap.AwsTarget = bootstrap.PROCESS_AWS
+    stack: str | None = None
+    outputs: Mapping[str, str] | None = None
+
+    def settings(self) -> bootstrap.Settings:
+        if self.stack is None:
+            return bootstrap.settings_from_environment()
+        return bootstrap.settings_from_outputs(self.stack, self._outputs(self.stack), self.aws)
+
+    def archive_settings(self) -> bootstrap.ArchiveSettings:
+        if self.stack is None:
+            return bootstrap.archive_settings_from_environment()
+        return bootstrap.archive_settings_from_outputs(self._outputs(self.stack), self.aws)
+
+    def _outputs(self, stack: str) -> Mapping[str, str]:
+        if self.outputs is not None:
+            return self.outputs
+        return bootstrap.stack_outputs(stack, self.aws)
+
+
+def resolve(options: GlobalOptions) -> Resources:
+    """Where every command's resources are: ``--stack NAME``'s outputs; else the environment, if
+    it names any (``EVENTS_TABLE``, ``ARCHIVE_BUCKET`` or ``AWS_ENDPOINT_URL``); else the local
+    stack, if one is up (``payledger local up``); else the environment, whose settings then say
+    what to set."""
+    if options.stack is not None:
+        return Resources(stack=options.stack)
+    if not bootstrap.names_its_resources():
+        local = local_stack()
+        if local is not None:
+            return Resources(local.aws, local.stack_name, local.outputs)
+    return Resources()
+
+
+def local_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The local stack's state directory: ``PAYLEDGER_HOME``, else ``.payledger`` here."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(LOCAL_HOME_VARIABLE, "").strip() or DEFAULT_LOCAL_HOME)
+
+
+def local_stack() -> LocalState | None:
+    """The local stack (``payledger local up``) if it is up."""
+    from devstack.local import running_stack  # the CLI may use the local runtime
+
+    return running_stack(local_home())
+
+
+def build_service(resources: Resources) -> PaymentService:
+    return bootstrap.build_payment_service(resources.settings())
+
+
+service_factory: Callable[[Resources], PaymentService] = build_service
+"""Seam for tests: replace to run the CLI against another service (e.g. a failing store)."""
 
 
 # Help text is Markdown: a docstring's line breaks join into paragraphs at the terminal's width.
@@ -114,16 +158,10 @@ def print_json(document: dict[str, Any]) -> None:
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:
-    """The options every command shares. With no ``--stack`` and nothing configured (no
-    ``EVENTS_TABLE``, ``ARCHIVE_BUCKET`` or ``AWS_ENDPOINT_URL``), the local stack is the stack,
-    if one is up (``payledger local up``)."""
+    """The options every command shares (``resolve`` turns them into resources)."""
     options = ctx.find_object(GlobalOptions)
     if options is None:
-        options = GlobalOptions(stack=None, debug=False)
-    if options.stack is None and not bootstrap.names_its_resources():
-        local = local_stack()
-        if local is not None:
-            return replace(options, stack=local.stack_name)
+        return GlobalOptions(stack=None, debug=False)
     return options
 
 

@@ -22,10 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from cli.common import app, global_options, reporting
+from cli.common import app, global_options, local_home, reporting
 from cli.render import replay_table
 from devstack.agents import DEFAULT_PAYMENTS, DEFAULT_SEED
-from handlers import bootstrap
 from ledger.domain.money import format_amount
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ def demo(
     """Start the local stack, run reference agents through the API, wait for every consumer,
     print the ledger and check it against a fresh fold of the events (exit 1 if a check fails)."""
     with reporting(global_options(ctx), json_output=False):
-        exit_code = run_demo(Console(), payments, seed, keep=keep, home=bootstrap.local_home())
+        exit_code = run_demo(Console(), payments, seed, keep=keep, home=local_home())
     raise typer.Exit(exit_code)
 
 

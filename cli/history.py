@@ -64,7 +64,7 @@ def history_loader(
 ) -> Loader:
     """The payment's events from ``source``, versions 1..version max; ``not_found`` if none."""
     if source is HistorySource.dynamodb:
-        service = common.service_factory(options.stack)
+        service = common.service_factory(common.resolve(options))
         return lambda payment_id, version_max: service.load(payment_id, version_max=version_max)
     from archive.reader import ArchiveReader
 
@@ -177,7 +177,7 @@ def trace(
     with reporting(options, json_output):
         check_id(correlation_id, "correlation id")
         if source is HistorySource.dynamodb:
-            store = common.service_factory(options.stack).store
+            store = common.service_factory(common.resolve(options)).store
             found = store.events_with(correlation_id=correlation_id, limit=TRACE_EVENTS_MAX)
         else:
             from archive.lookup import find_events

@@ -10,8 +10,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cli.common import HELP_MARKUP, JsonOption, app, global_options, print_json, reporting
-from handlers import bootstrap
+from cli.common import (
+    HELP_MARKUP,
+    JsonOption,
+    app,
+    global_options,
+    local_home,
+    print_json,
+    reporting,
+)
 from ledger.domain.errors import EXIT_OTHER
 
 if TYPE_CHECKING:
@@ -33,7 +40,7 @@ def up(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
         console = Console(stderr=json_output)
         with console.status("starting the local stack") as spinner:
-            state = local.up(bootstrap.local_home(), report=lambda step: spinner.update(step))
+            state = local.up(local_home(), report=lambda step: spinner.update(step))
         if json_output:
             print_json({"local": asdict(state)})
             return
@@ -48,7 +55,7 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     with reporting(global_options(ctx), json_output):
         from devstack import local
 
-        report = local.status(bootstrap.local_home())
+        report = local.status(local_home())
         if json_output:
             print_json(report.to_dict())
         else:
@@ -63,7 +70,7 @@ def down(ctx: typer.Context, json_output: JsonOption = False) -> None:
     with reporting(global_options(ctx), json_output):
         from devstack import local
 
-        stopped = local.down(bootstrap.local_home())
+        stopped = local.down(local_home())
         if json_output:
             print_json({"stopped": stopped})
         else:

@@ -388,7 +388,7 @@ def _execute(
     with reporting(options, json_output):
         # Build the command and context first: bad input fails before any AWS call.
         built, context = command(), caller.context()
-        result = common.service_factory(options.stack).execute(built, context)
+        result = common.service_factory(common.resolve(options)).execute(built, context)
         if json_output:
             print_json(result_document(result))
         else:

@@ -43,12 +43,6 @@ digest_app = typer.Typer(
 app.add_typer(digest_app, name="digest")
 
 
-def _settings(stack: str | None) -> bootstrap.Settings:
-    if stack is not None:
-        return bootstrap.settings_from_stack(stack)
-    return bootstrap.settings_from_environment()
-
-
 # ── verify ────────────────────────────────────────────────────────────────────────────────────
 
 
@@ -82,9 +76,9 @@ def verify(
     is reported with its location; exit 6 if there is any."""
     options = global_options(ctx)
     with reporting(options, json_output):
-        settings = _settings(options.stack)
+        settings = common.resolve(options).settings()
         everything = not (chains or digests or projections or archive)
-        store = common.service_factory(options.stack).store
+        store = common.service_factory(common.resolve(options)).store
         with ExitStack() as stack:
             checks = _projection_checks(settings, projections, everything, stack)
             checks += _archive_checks(options, archive_dir, archive, everything)
@@ -135,18 +129,14 @@ def _archive_checks(
     options: common.GlobalOptions, archive_dir: Path | None, wanted: bool, everything: bool
 ) -> list[StreamCheck]:
     """The archive if asked for (``--archive``), or if configured when checking everything."""
-    configured = archive_dir is not None or _archive_settings(options).bucket is not None
+    configured = (
+        archive_dir is not None or common.resolve(options).archive_settings().bucket is not None
+    )
     if not (wanted or (everything and configured)):
         return []
     from archive.verify import ArchiveCheck
 
     return [ArchiveCheck(archive_storage(options, archive_dir))]
-
-
-def _archive_settings(options: common.GlobalOptions) -> bootstrap.ArchiveSettings:
-    if options.stack is not None:
-        return bootstrap.archive_settings_from_stack(options.stack)
-    return bootstrap.archive_settings_from_environment()
 
 
 @contextmanager
@@ -213,9 +203,9 @@ def proof(
     chain to the digest's head of its stream, and the Merkle path to the digest's root."""
     options = global_options(ctx)
     with reporting(options, json_output=True):
-        settings = _settings(options.stack)
+        settings = common.resolve(options).settings()
         digests = bootstrap.build_digest_store(settings)
-        store = common.service_factory(options.stack).store
+        store = common.service_factory(common.resolve(options)).store
         digest_data, heads = _digest_and_heads(digests, number)
         stream_id = (
             payment_stream_id(payment)
@@ -231,7 +221,7 @@ def _stream_of(
 ) -> str:
     """The stream of ``event_id``: from the archive when there is one (its day's objects only),
     else, or if not archived yet, by scanning the events table."""
-    if archive_dir is not None or _archive_settings(options).bucket is not None:
+    if archive_dir is not None or common.resolve(options).archive_settings().bucket is not None:
         from archive.lookup import find_events
 
         archived = find_events(archive_storage(options, archive_dir), event_id=event_id, limit=1)
@@ -311,7 +301,7 @@ def digest_get(
     """Print a digest object exactly as stored (its first version), e.g. > digest.json."""
     options = global_options(ctx)
     with reporting(options, json_output=True):
-        digests = bootstrap.build_digest_store(_settings(options.stack))
+        digests = bootstrap.build_digest_store(common.resolve(options).settings())
         data, _ = _digest_and_heads(digests, number)
         typer.echo(data, nl=False)
 
@@ -324,11 +314,11 @@ def digest_write(ctx: typer.Context, json_output: JsonOption = False) -> None:
     with reporting(options, json_output):
         from ledger.integrity.digests import write_digest
 
-        settings = _settings(options.stack)
+        settings = common.resolve(options).settings()
         run = write_digest(
             bootstrap.build_digest_store(settings),
             bootstrap.build_payment_state_projection(settings).heads(),
-            common.service_factory(options.stack).store,
+            common.service_factory(common.resolve(options)).store,
         )
         if json_output:
             print_json(run.to_dict())

@@ -139,7 +139,7 @@ def _rebuild_source(
         from archive.reader import ArchiveReader
 
         return ArchiveReader(archive_storage(options, archive_dir)), None
-    store = common.service_factory(options.stack).store
+    store = common.service_factory(common.resolve(options)).store
     return StoreStreams(store), store
 
 

@@ -22,7 +22,6 @@ import psycopg
 
 from archive.audit import QueryResult
 from archive.reader import ArchiveReader
-from archive.s3 import S3ArchiveStorage
 from devstack import local
 from devstack.agents import ApiGateway, PaymentPlan, WorkloadReport, plan_payments, run_workload
 from devstack.checks import (
@@ -48,14 +47,13 @@ from devstack.checks import (
     view_posting_sums,
     view_snapshots,
 )
-from devstack.functions import LOCAL_CREDENTIALS, FunctionWorker, function_environment
+from devstack.functions import FunctionWorker, function_environment
 from devstack.runtime import LOGS_DIRECTORY, aws_clients, load_config
 from handlers import bootstrap
 from ledger.dynamodb import DynamoDBEventStore
 from ledger.envelope import RecordedEvent, payment_stream_id
 from ledger.integrity.postings import PostingSums
 from ledger.service import PaymentSnapshot, replay_steps
-from projections.payment_state import PaymentStateProjection
 
 CATCH_UP_TIMEOUT_S = 240  # the longest tumbling window must end after the last event
 API_HANDLER = "handlers.api.handler"
@@ -164,24 +162,26 @@ def check(
     caught_up: local.StackStatus,
 ) -> DemoResult:
     """Verify the events table and every read model and view against it, then check every copy
-    and the workload against the events that pass read."""
-    clients = aws_clients(state.endpoint_url, state.region)
-    store = DynamoDBEventStore(clients["dynamodb"], state.events_table)
-    state_table = state.outputs[bootstrap.PAYMENT_STATE_TABLE_OUTPUT]
-    read_model = PaymentStateProjection(clients["dynamodb"], state_table, store)
-    verified = verify_ledger(store, read_model, state.database_url, state.database_schema)
-    return _checks(state, clients, verified, plans, report, caught_up)
+    and the workload against the events that one pass read."""
+    dynamodb = aws_clients(state.endpoint_url, state.region)["dynamodb"]
+    settings = bootstrap.settings_from_outputs(state.stack_name, state.outputs, state.aws)
+    verified = verify_ledger(
+        bootstrap.build_event_store(settings),
+        bootstrap.build_payment_state_projection(settings),
+        state.database_url,
+        state.database_schema,
+    )
+    return _checks(state, dynamodb, verified, plans, report, caught_up)
 
 
 def _checks(
     state: local.LocalState,
-    clients: dict[str, Any],
+    dynamodb: Any,
     verified: Verified,
     plans: Sequence[PaymentPlan],
     report: WorkloadReport,
     caught_up: local.StackStatus,
 ) -> DemoResult:
-    dynamodb = clients["dynamodb"]
     schema = state.database_schema
     ledger = verified.ledger
     with psycopg.connect(state.database_url, autocommit=True) as connection:
@@ -191,7 +191,7 @@ def _checks(
     read_model = read_model_snapshots(dynamodb, state.outputs[bootstrap.PAYMENT_STATE_TABLE_OUTPUT])
     handlers = _consuming_handlers(Path(state.home))
     replayed = _longest_stream(ledger, plans)
-    archive_checks, audit = _archive_checks(state, clients, ledger, replayed, handlers)
+    archive_checks, audit = _archive_checks(state, ledger, replayed, handlers)
     checks = [
         _caught_up(caught_up),
         check_workload(report, plans, ledger),
@@ -213,7 +213,6 @@ def _checks(
 
 def _archive_checks(
     state: local.LocalState,
-    clients: dict[str, Any],
     ledger: Ledger,
     replayed: str | None,
     handlers: set[str],
@@ -221,15 +220,8 @@ def _archive_checks(
     names = ("archive == events", "replay from archive", f"audit report {AUDIT_REPORT}")
     if ARCHIVE_HANDLER not in handlers:
         return [Check(name, None, "the stack has no archive function") for name in names], None
-    credentials = (
-        LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-    storage = S3ArchiveStorage(
-        clients["s3"],
-        state.outputs[bootstrap.ARCHIVE_BUCKET_OUTPUT],
-        lambda: (*credentials, None),
-    )
+    settings = bootstrap.archive_settings_from_outputs(state.outputs, state.aws)
+    storage = bootstrap.build_archive_storage(settings)
     reader = ArchiveReader(storage)
     audit_check, audit = audit_report(storage, ledger)
     checks = [check_archive(reader, ledger)]

@@ -35,12 +35,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import WaiterError
 
+from devstack.functions import local_target
 from devstack.template import (
     TEMPLATE_PATH,
     configure_bucket,
     load_template,
     parameter_defaults,
 )
+from handlers import bootstrap
 
 REPOSITORY_ROOT = TEMPLATE_PATH.parent
 # What a function's code needs at run time; devstack (the local runtime) never ships.
@@ -51,6 +53,7 @@ DEFAULT_REGION = "us-east-1"
 STACK_READY_STATUSES = ("CREATE_COMPLETE",)
 STACK_WAIT_S = 120
 _API_DEPLOYMENT_TYPES = ("AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 
 
 class DeployError(RuntimeError):
@@ -370,16 +373,13 @@ def _substituted(value: Any, names: Mapping[str, Any]) -> Any:
 
 class _Clients:
     def __init__(self, endpoint_url: str, region: str) -> None:
-        config = Config(retries={"mode": "standard", "max_attempts": 3})
-        session = boto3.session.Session(region_name=region)
-        self.s3 = session.client("s3", endpoint_url=endpoint_url, config=config)
-        self.cloudformation = session.client(
-            "cloudformation", endpoint_url=endpoint_url, config=config
-        )
-        self.lambda_ = session.client("lambda", endpoint_url=endpoint_url, config=config)
-        self.glue = session.client("glue", endpoint_url=endpoint_url, config=config)
-        self.athena = session.client("athena", endpoint_url=endpoint_url, config=config)
-        self.kms = session.client("kms", endpoint_url=endpoint_url, config=config)
+        target = local_target(endpoint_url, region)
+        self.s3 = bootstrap.aws_client(target, "s3", _CLIENT_CONFIG)
+        self.cloudformation = bootstrap.aws_client(target, "cloudformation", _CLIENT_CONFIG)
+        self.lambda_ = bootstrap.aws_client(target, "lambda", _CLIENT_CONFIG)
+        self.glue = bootstrap.aws_client(target, "glue", _CLIENT_CONFIG)
+        self.athena = bootstrap.aws_client(target, "athena", _CLIENT_CONFIG)
+        self.kms = bootstrap.aws_client(target, "kms", _CLIENT_CONFIG)
 
 
 def _wait_for_stack(cloudformation: Any, stack_id: str) -> None:

@@ -51,6 +51,15 @@ LOCAL_CREDENTIALS = {
 }
 
 
+def local_target(endpoint_url: str, region: str) -> bootstrap.AwsTarget:
+    """The emulated AWS at ``endpoint_url``, reached with the dummy credentials."""
+    credentials = (
+        LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    return bootstrap.AwsTarget(endpoint_url, region, credentials)
+
+
 @dataclass(frozen=True, slots=True)
 class Invocation:
     """One invocation's outcome: the function's result, or Lambda's error document."""

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from devstack import processes
-from devstack.functions import LOCAL_CREDENTIALS
+from devstack.functions import LOCAL_CREDENTIALS, local_target
 from devstack.mappings import RuntimeConfig
 from devstack.motoserver import LOOPBACK, MOTO_MARKER, start_detached_moto
 from devstack.postgres import postmaster_pid, start_detached_postgres
@@ -83,6 +83,10 @@ class LocalState:
     @property
     def events_table(self) -> str:
         return self.outputs[bootstrap.EVENTS_TABLE_OUTPUT]
+
+    @property
+    def aws(self) -> bootstrap.AwsTarget:
+        return local_target(self.endpoint_url, self.region)
 
 
 @dataclass

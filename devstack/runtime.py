@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import boto3
 from botocore.config import Config
 
 from devstack.checkpoints import CheckpointStore
 from devstack.forwarder import TableForwarder
-from devstack.functions import LOCAL_CREDENTIALS, FunctionWorker, function_environment
+from devstack.functions import FunctionWorker, function_environment, local_target
 from devstack.mappings import RuntimeConfig, SourceKind
 from devstack.pump import DeadLetters, ShardPump
 from devstack.streams import DynamoDBStreamSource, stream_source
+from handlers import bootstrap
 
 CONFIG_FILE = "runtime.json"
 STATUS_FILE = "runtime-status.json"
@@ -47,7 +47,6 @@ STATUS_INTERVAL_S = 1.0
 ERROR_DELAY_S = 1.0
 STOP_TIMEOUT_S = 10.0
 _CLIENT_CONFIG = Config(
-    account_id_endpoint_mode="disabled",
     retries={"mode": "standard", "max_attempts": 5},
     read_timeout=30,
 )
@@ -75,13 +74,9 @@ class _Loop:
 
 def aws_clients(endpoint_url: str, region: str) -> dict[str, Any]:
     """One client per service for the local endpoint, with dummy credentials."""
-    session = boto3.session.Session(
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=region,
-    )
+    target = local_target(endpoint_url, region)
     return {
-        service: session.client(service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG)
+        service: bootstrap.aws_client(target, service, _CLIENT_CONFIG)
         for service in ("dynamodbstreams", "kinesis", "sqs", "dynamodb", "s3")
     }
 

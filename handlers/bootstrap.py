@@ -1,8 +1,9 @@
 """The composition root: the one place that reads configuration and wires adapters.
 
 Lambda functions read the environment ``template.yaml`` sets; the CLI reads the same variables
-(``AWS_ENDPOINT_URL`` is honoured by boto3 itself) or a stack's outputs (``--stack NAME``).
-Clients are created once per process and reused.
+(``AWS_ENDPOINT_URL`` is honoured by boto3 itself) or a stack's outputs. Where the AWS clients go
+is a value (``AwsTarget``) carried by the settings; clients are created once per target and
+service and reused.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -73,11 +73,26 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AwsTarget:
+    """Where AWS clients go. The default is this process's own configuration (boto3 reads the
+    environment: credentials, region, ``AWS_ENDPOINT_URL``), as in Lambda; an emulated AWS is an
+    ``endpoint_url`` with its region and fixed credentials (access key id, secret key)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    credentials: tuple[str, str] | None = None
+
+
+PROCESS_AWS = AwsTarget()  # this process's own configuration
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     events_table: str
     payment_state_table: str | None = None
     database: DatabaseSettings | None = None
     digest_bucket: str | None = None
+    aws: AwsTarget = PROCESS_AWS
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
@@ -131,21 +146,21 @@ def database_settings(environ: Mapping[str, str] | None = None) -> DatabaseSetti
     )
 
 
-def settings_from_stack(stack_name: str) -> Settings:
-    """Resource names from a deployed stack's outputs, like a SAM application's tests find them."""
-    outputs = stack_outputs(stack_name)
+def settings_from_outputs(stack_name: str, outputs: Mapping[str, str], aws: AwsTarget) -> Settings:
+    """Resource names from a stack's outputs, like a SAM application's tests find them."""
     if EVENTS_TABLE_OUTPUT not in outputs:
         raise ConfigurationError(f"stack {stack_name!r} has no {EVENTS_TABLE_OUTPUT} output")
     return Settings(
         events_table=outputs[EVENTS_TABLE_OUTPUT],
         payment_state_table=outputs.get(PAYMENT_STATE_TABLE_OUTPUT),
         digest_bucket=outputs.get(DIGEST_BUCKET_OUTPUT),
+        aws=aws,
     )
 
 
-def stack_outputs(stack_name: str) -> dict[str, str]:
+def stack_outputs(stack_name: str, aws: AwsTarget) -> dict[str, str]:
     """A deployed stack's outputs (``not_found`` if there is no such stack)."""
-    client = aws_client("cloudformation")
+    client = aws_client(aws, "cloudformation")
     try:
         stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
     except client.exceptions.ClientError as exc:
@@ -156,22 +171,35 @@ def stack_outputs(stack_name: str) -> dict[str, str]:
 
 
 @cache
-def aws_client(service: str) -> Any:
-    """One boto3 client per service per process (Lambda reuses it across invocations)."""
-    if _local_endpoint is not None:
-        return _local_client(service, *_local_endpoint)
-    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+def aws_session(aws: AwsTarget) -> boto3.session.Session:
+    """The boto3 session (credentials and region) of ``aws``, for libraries that take one."""
+    access_key_id, secret_access_key = aws.credentials or (None, None)
+    return boto3.session.Session(
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        region_name=aws.region,
+    )
+
+
+@cache
+def aws_client(aws: AwsTarget, service: str, config: Config = _CLIENT_CONFIG) -> Any:
+    """One boto3 client per target, service and configuration per process (Lambda reuses it
+    across invocations)."""
+    if aws.endpoint_url is not None:
+        # An emulated AWS has no account endpoints to derive from the credentials.
+        config = config.merge(Config(account_id_endpoint_mode="disabled"))
+    return aws_session(aws).client(service, endpoint_url=aws.endpoint_url, config=config)
 
 
 def build_payment_service(settings: Settings) -> PaymentService:
-    return PaymentService(DynamoDBEventStore(aws_client("dynamodb"), settings.events_table))
+    return PaymentService(build_event_store(settings))
 
 
 def build_payment_state_projection(settings: Settings) -> PaymentStateProjection:
     """The payment-state read model; gaps are filled from the events table (one Query)."""
     if settings.payment_state_table is None:
         raise ConfigurationError(f"set {PAYMENT_STATE_TABLE_VARIABLE} (or pass --stack NAME)")
-    client = aws_client("dynamodb")
+    client = aws_client(settings.aws, "dynamodb")
     return PaymentStateProjection(
         client,
         settings.payment_state_table,
@@ -190,13 +218,13 @@ def build_payment_state_reader(settings: Settings) -> PaymentStateProjection | N
 
 
 def build_event_store(settings: Settings) -> DynamoDBEventStore:
-    return DynamoDBEventStore(aws_client("dynamodb"), settings.events_table)
+    return DynamoDBEventStore(aws_client(settings.aws, "dynamodb"), settings.events_table)
 
 
 def build_digest_store(settings: Settings) -> S3DigestStore:
     if settings.digest_bucket is None:
         raise ConfigurationError(f"set {DIGEST_BUCKET_VARIABLE} (or pass --stack NAME)")
-    return S3DigestStore(aws_client("s3"), settings.digest_bucket)
+    return S3DigestStore(aws_client(settings.aws, "s3"), settings.digest_bucket)
 
 
 # ── analytics (handlers/analytics.py) ─────────────────────────────────────────────────────────
@@ -209,6 +237,7 @@ class AnalyticsSettings:
     also writes the windows into PostgreSQL."""
 
     database: DatabaseSettings | None = None
+    aws: AwsTarget = PROCESS_AWS
 
 
 def analytics_settings_from_environment(
@@ -241,6 +270,7 @@ class ArchiveSettings:
     bucket: str | None = None
     glue_database: str | None = None
     athena_workgroup: str | None = None
+    aws: AwsTarget = PROCESS_AWS
 
 
 def archive_settings_from_environment(environ: Mapping[str, str] | None = None) -> ArchiveSettings:
@@ -256,42 +286,30 @@ def archive_settings_from_environment(environ: Mapping[str, str] | None = None) 
     )
 
 
-def archive_settings_from_stack(stack_name: str) -> ArchiveSettings:
-    outputs = stack_outputs(stack_name)
+def archive_settings_from_outputs(outputs: Mapping[str, str], aws: AwsTarget) -> ArchiveSettings:
     return ArchiveSettings(
         bucket=outputs.get(ARCHIVE_BUCKET_OUTPUT),
         glue_database=outputs.get(GLUE_DATABASE_OUTPUT),
         athena_workgroup=outputs.get(ATHENA_WORKGROUP_OUTPUT),
+        aws=aws,
     )
-
-
-@cache
-def aws_session() -> boto3.session.Session:
-    """The process's boto3 session (credentials and region), for libraries that take one."""
-    if _local_endpoint is not None:
-        return _local_session(_local_endpoint[1])
-    return boto3.session.Session()
-
-
-@cache
-def _archive_s3_client() -> Any:
-    endpoint_url = None if _local_endpoint is None else _local_endpoint[0]
-    return aws_session().client("s3", endpoint_url=endpoint_url, config=_ARCHIVE_CLIENT_CONFIG)
-
-
-def _current_credentials() -> tuple[str, str, str | None]:
-    credentials = aws_session().get_credentials()
-    if credentials is None:
-        raise ConfigurationError("no AWS credentials found for reading the archive")
-    frozen = credentials.get_frozen_credentials()
-    return frozen.access_key, frozen.secret_key, frozen.token
 
 
 def build_archive_storage(settings: ArchiveSettings) -> S3ArchiveStorage:
     """The archive bucket (``AWS_ENDPOINT_URL`` points it at the emulated S3)."""
     if settings.bucket is None:
         raise ConfigurationError(f"set {ARCHIVE_BUCKET_VARIABLE} (or pass --stack NAME)")
-    return S3ArchiveStorage(_archive_s3_client(), settings.bucket, _current_credentials)
+    session = aws_session(settings.aws)
+
+    def current_credentials() -> tuple[str, str, str | None]:
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise ConfigurationError("no AWS credentials found for reading the archive")
+        frozen = credentials.get_frozen_credentials()
+        return frozen.access_key, frozen.secret_key, frozen.token
+
+    client = aws_client(settings.aws, "s3", _ARCHIVE_CLIENT_CONFIG)
+    return S3ArchiveStorage(client, settings.bucket, current_credentials)
 
 
 def athena_target(settings: ArchiveSettings) -> tuple[str, str]:
@@ -309,46 +327,13 @@ def athena_target(settings: ArchiveSettings) -> tuple[str, str]:
     return settings.glue_database, settings.athena_workgroup
 
 
-# ── The local stack (``payledger local up``) ───────────────────────────────────────────────────
-# When a command names no resources itself, the CLI uses the local stack, if one is up: its
-# endpoint (moto's server on loopback, which takes any credentials) and its stack's outputs.
+# ── What names the resources ─────────────────────────────────────────────────────────────────
 
-LOCAL_HOME_VARIABLE = "PAYLEDGER_HOME"  # where the local stack keeps its state
-DEFAULT_LOCAL_HOME = ".payledger"
-_LOCAL_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
-_LOCAL_CREDENTIAL = "local"  # moto accepts any; these can never reach a real account
-_local_endpoint: tuple[str, str] | None = None
-
-
-def local_home(environ: Mapping[str, str] | None = None) -> Path:
-    """The local stack's state directory: ``PAYLEDGER_HOME``, else ``.payledger`` here."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get(LOCAL_HOME_VARIABLE, "").strip() or DEFAULT_LOCAL_HOME)
+_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
 
 
 def names_its_resources(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the environment points this process somewhere (a table, a bucket, an endpoint)."""
     environ = os.environ if environ is None else environ
-    variables = (EVENTS_TABLE_VARIABLE, ARCHIVE_BUCKET_VARIABLE, _LOCAL_ENDPOINT_VARIABLE)
+    variables = (EVENTS_TABLE_VARIABLE, ARCHIVE_BUCKET_VARIABLE, _ENDPOINT_VARIABLE)
     return any(environ.get(name, "").strip() for name in variables)
-
-
-def use_local_endpoint(endpoint_url: str, region: str) -> None:
-    """Every client this process creates from now on talks to ``endpoint_url``."""
-    global _local_endpoint
-    _local_endpoint = (endpoint_url, region)
-    for cached in (aws_client, aws_session, _archive_s3_client):
-        cached.cache_clear()
-
-
-def _local_session(region: str) -> boto3.session.Session:
-    return boto3.session.Session(
-        aws_access_key_id=_LOCAL_CREDENTIAL,
-        aws_secret_access_key=_LOCAL_CREDENTIAL,
-        region_name=region,
-    )
-
-
-def _local_client(service: str, endpoint_url: str, region: str) -> Any:
-    config = _CLIENT_CONFIG.merge(Config(account_id_endpoint_mode="disabled"))
-    return _local_session(region).client(service, endpoint_url=endpoint_url, config=config)

@@ -13,7 +13,9 @@ from psycopg.conninfo import make_conninfo
 
 from handlers.bootstrap import (
     DATABASE_CONNECT_TIMEOUT_S,
+    PROCESS_AWS,
     AnalyticsSettings,
+    AwsTarget,
     DatabaseSettings,
     Settings,
     aws_client,
@@ -24,24 +26,26 @@ from projections.postgres.projection import PostgresProjection
 from projections.postgres.tables import analytics_schema
 
 
-def database_connector(database: DatabaseSettings) -> Callable[[], Any]:
-    """A function opening a new autocommit psycopg connection (credentials fetched per call:
-    IAM tokens last 15 minutes; a rotated secret is picked up on the next reconnect)."""
+def database_connector(
+    database: DatabaseSettings, aws: AwsTarget = PROCESS_AWS
+) -> Callable[[], Any]:
+    """A function opening a new autocommit psycopg connection (credentials fetched per call from
+    ``aws``: IAM tokens last 15 minutes; a rotated secret is picked up on the next reconnect)."""
 
     def connect() -> Any:
         return psycopg.connect(
-            _conninfo(database), autocommit=True, connect_timeout=DATABASE_CONNECT_TIMEOUT_S
+            _conninfo(database, aws), autocommit=True, connect_timeout=DATABASE_CONNECT_TIMEOUT_S
         )
 
     return connect
 
 
-def _conninfo(database: DatabaseSettings) -> str:
+def _conninfo(database: DatabaseSettings, aws: AwsTarget) -> str:
     if database.url is not None:
         return database.url
     if database.secret_arn is not None:
         secret = json.loads(
-            aws_client("secretsmanager").get_secret_value(SecretId=database.secret_arn)[
+            aws_client(aws, "secretsmanager").get_secret_value(SecretId=database.secret_arn)[
                 "SecretString"
             ]
         )
@@ -54,7 +58,7 @@ def _conninfo(database: DatabaseSettings) -> str:
             sslmode="require",
         )
     assert database.iam_host is not None
-    token = aws_client("rds").generate_db_auth_token(
+    token = aws_client(aws, "rds").generate_db_auth_token(
         DBHostname=database.iam_host, Port=database.iam_port, DBUsername=database.iam_user
     )
     return make_conninfo(
@@ -73,9 +77,9 @@ def build_postgres_projection(settings: Settings) -> PostgresProjection | None:
     if settings.database is None:
         return None
     return PostgresProjection(
-        database_connector(settings.database),
+        database_connector(settings.database, settings.aws),
         settings.database.schema,
-        events=DynamoDBEventStore(aws_client("dynamodb"), settings.events_table),
+        events=DynamoDBEventStore(aws_client(settings.aws, "dynamodb"), settings.events_table),
     )
 
 
@@ -83,6 +87,5 @@ def build_window_store(settings: AnalyticsSettings) -> PostgresWindowStore | Non
     """The analytics windows' tables, if this process has a database configured."""
     if settings.database is None:
         return None
-    return PostgresWindowStore(
-        database_connector(settings.database), analytics_schema(settings.database.schema)
-    )
+    connect = database_connector(settings.database, settings.aws)
+    return PostgresWindowStore(connect, analytics_schema(settings.database.schema))

@@ -75,13 +75,11 @@ EXPECTED_FUNCTIONS = {
 DATABASE_FUNCTIONS = {"ProjectFunction", "AnalyticsFunction"}
 # The composition root's variables no function reads, so no template sets them: the local
 # database (local runs, tests), where the auditor's CLI sends Athena queries (or --stack), and
-# how the CLI finds the local stack (its state directory; an endpoint set means "not the local
-# stack").
+# an endpoint, which means "not the local stack" to the CLI.
 LOCAL_ONLY_VARIABLES = {
     "PAYLEDGER_DATABASE_URL",
     "GLUE_DATABASE",
     "ATHENA_WORKGROUP",
-    "PAYLEDGER_HOME",
     "AWS_ENDPOINT_URL",
 }
 

@@ -25,6 +25,7 @@ from archive.reports import REPORTS
 from archive.s3 import S3ArchiveStorage
 from archive.schema import events_to_table
 from cli import app
+from cli.common import GlobalOptions, resolve
 from handlers import bootstrap
 from ledger.decoding import decode_event
 from tests.archive_events import LedgerHistory
@@ -77,7 +78,7 @@ def emulated_bucket(
     """The environment of a CLI pointed at the emulated S3, with fresh clients."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("ARCHIVE_BUCKET", s3_storage.bucket)
-    caches = (bootstrap.aws_session, bootstrap._archive_s3_client)
+    caches = (bootstrap.aws_client, bootstrap.aws_session)
     for cached in caches:
         cached.cache_clear()
     yield s3_storage
@@ -218,7 +219,7 @@ def test_the_archive_is_found_from_a_stacks_outputs(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.delenv("ARCHIVE_BUCKET", raising=False)
-    caches = (bootstrap.aws_client, bootstrap.aws_session, bootstrap._archive_s3_client)
+    caches = (bootstrap.aws_client, bootstrap.aws_session)
     for cached in caches:
         cached.cache_clear()
     stack = f"payledger-{s3_storage.bucket}"
@@ -232,7 +233,7 @@ def test_the_archive_is_found_from_a_stacks_outputs(
     }
     cloudformation = boto3.client("cloudformation", endpoint_url=moto_endpoint)
     cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
-    settings = bootstrap.archive_settings_from_stack(stack)
+    settings = resolve(GlobalOptions(stack=stack, debug=False)).archive_settings()
     assert settings == bootstrap.ArchiveSettings(s3_storage.bucket, "payledger_archive", "auditors")
     code, output = _invoke(["--stack", stack, "archive", "compact", "--day", "2026-11-01"])
     assert (code, output.strip()) == (0, f"2026-11-01: no objects in s3://{s3_storage.bucket}")
