@@ -11,7 +11,7 @@ Python object per event:
   time. DuckDB builds the next batch on the other core meanwhile.
 
 A stream is *intact* when both hold for every row; every other stream (``suspects``) is handed
-to ``ledger.verification.check_chain``, which locates each problem. The survey never calls a
+to ``ledger.integrity.chains.check_chain``, which locates each problem. The survey never calls a
 broken stream intact: a row counts only if its stored hash is SHA-256 of exactly the bytes the
 chain hashes. It is stricter than the exact check in one way: the payload is hashed as stored,
 byte for byte (the ledger stores the canonical text it hashed), so a payload stored re-spaced or

@@ -5,7 +5,7 @@ Every stored row is read (duplicates and damaged rows included) with the object 
 number it sits at, sorted by stream and version, one stream in memory at a time. Per stream:
 - the chain is recomputed from the archive alone: every stream surveyed in bulk first
   (``archive.chains``), then each stream the survey cannot call intact event by event
-  (``ledger.verification.check_chain``): an altered row, a missing or reordered version is
+  (``ledger.integrity.chains.check_chain``): an altered row, a missing or reordered version is
   reported at its object and row;
 - two different rows for one version are a conflict; identical copies are what a retried Lambda
   batch leaves until compaction merges the day, so they are counted (``copies``), except inside
@@ -34,7 +34,7 @@ from archive.schema import COLUMNS, events_from_batch
 from archive.storage import ArchiveStorage, DuckDBSource
 from ledger.codec import event_document
 from ledger.envelope import RecordedEvent, StoredEvent
-from ledger.verification import ChainCheck, Problem, check_chain
+from ledger.integrity.chains import ChainCheck, Problem, StreamCheck, check_chain
 
 ARCHIVE_MISSING = "archive_missing"
 ARCHIVE_EXTRA = "archive_extra"
@@ -167,9 +167,9 @@ def verify_archive_chains(
     return result
 
 
-class ArchiveCheck:
-    """``StreamCheck`` of the archive for ``handlers.verification.run_verification``, fed the
-    streams in stream id order (as it sorts them)."""
+class ArchiveCheck(StreamCheck):
+    """The archive for ``ledger.integrity.runner.run_verification``, fed the streams in stream
+    id order (as it sorts them)."""
 
     name = "archive"
     check_name = "archive"

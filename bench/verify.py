@@ -6,7 +6,7 @@ Prints, each measured in this run:
   against raw ``hashlib.sha256`` over exactly the bytes the chains hash (``prev_hash`` + the
   canonical document), precomputed, in one thread: the target is ≥ 50% of raw. The check runs
   DuckDB on every core beside the hashing thread; the CPU it used is printed too;
-- the event-by-event check (``ledger.verification.check_chain``, what the DynamoDB source and
+- the event-by-event check (``ledger.integrity.chains.check_chain``, what the DynamoDB source and
   the archive's doubtful streams go through) in memory, against the same baseline, and where
   its time goes (parsing and re-encoding the payload dominates: a stored payload's text is
   checked to be its canonical JSON, which an auditor's verifier relies on);
@@ -55,7 +55,6 @@ from devstack.motoserver import MotoServer
 from devstack.template import create_table
 from ledger.codec import _encoder, event_hash, hash_document
 from ledger.decoding import decode_event
-from ledger.digests import decode_heads, digest_key, heads_key, parse_digest, write_digest
 from ledger.domain.payment import (
     AssessRisk,
     AuthorizePayment,
@@ -67,11 +66,12 @@ from ledger.domain.payment import (
 )
 from ledger.dynamodb import DynamoDBEventStore, event_to_item
 from ledger.envelope import GENESIS_HASH, Actor, RecordedEvent, StoredEvent, payment_stream_id
+from ledger.integrity.chains import check_chain
+from ledger.integrity.digests import decode_heads, digest_key, heads_key, parse_digest, write_digest
+from ledger.integrity.merkle import Head
+from ledger.integrity.proofs import build_proof, verify_proof
 from ledger.memory import MemoryDigestStore, MemoryEventStore
-from ledger.merkle import Head
-from ledger.proofs import build_proof, verify_proof
 from ledger.service import CommandContext, PaymentService, replay_steps
-from ledger.verification import check_chain
 
 EVENTS = 200_000
 ARCHIVE_EVENTS = 1_000_000

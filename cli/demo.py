@@ -32,9 +32,10 @@ from ledger.domain.money import format_amount
 if TYPE_CHECKING:
     from archive.audit import QueryResult
     from devstack.agents import PaymentPlan
-    from devstack.checks import Check, Ledger, Sums
+    from devstack.checks import Check, Ledger
     from devstack.demo import CatchUpProgress, DemoResult
     from devstack.local import LocalState
+    from ledger.integrity.postings import PostingSums
 
 STATUS_ORDER = ("initiated", "in_review", "approved", "declined", "failed", "authorized",
                 "voided", "expired", "captured", "refunded", "settled")  # fmt: skip
@@ -173,7 +174,7 @@ def _totals_table(ledger: Ledger) -> Table:
     return table
 
 
-def _postings_table(sums: Sums) -> Table:
+def _postings_table(sums: PostingSums) -> Table:
     table = Table(title="postings per currency and phase", title_justify="left")
     for header in ("currency", "phase", "debits", "credits"):
         table.add_column(header, justify="right" if header in ("debits", "credits") else "left")

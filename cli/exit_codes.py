@@ -16,7 +16,7 @@ from ledger.domain.errors import (
     EXIT_RULE_VIOLATION,
     LedgerError,
 )
-from ledger.verification import EXIT_VERIFICATION_FAILED, VerificationFailedError
+from ledger.integrity.chains import EXIT_VERIFICATION_FAILED, VerificationFailedError
 
 EXIT_OK = 0
 UNEXPECTED_ERROR_CODE = "unexpected_error"

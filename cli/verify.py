@@ -24,13 +24,17 @@ from cli import common
 from cli.archive import ArchiveDirOption, archive_storage
 from cli.common import HELP_MARKUP, JsonOption, app, global_options, print_json, reporting
 from handlers import bootstrap
-from handlers.verification import StreamCheck, Verification, VerifyReport, run_verification
-from ledger.digests import DigestStore, digest_key, parse_digest, read_heads
 from ledger.domain.errors import NotFoundError, ValidationError
 from ledger.envelope import payment_stream_id
-from ledger.proofs import build_proof, load_proof, verify_proof
+from ledger.integrity.chains import (
+    EXIT_VERIFICATION_FAILED,
+    StreamCheck,
+    VerificationFailedError,
+)
+from ledger.integrity.digests import DigestStore, digest_key, parse_digest, read_heads
+from ledger.integrity.proofs import build_proof, load_proof, verify_proof
+from ledger.integrity.runner import Verification, VerifyReport, run_verification
 from ledger.store import EventReader
-from ledger.verification import EXIT_VERIFICATION_FAILED, VerificationFailedError
 
 digest_app = typer.Typer(
     help="The numbered digests in the Object Lock bucket.",
@@ -310,7 +314,7 @@ def digest_write(ctx: typer.Context, json_output: JsonOption = False) -> None:
     model offered a head that is not a chain point (refused, and the stream kept its last head)."""
     options = global_options(ctx)
     with reporting(options, json_output):
-        from ledger.digests import write_digest
+        from ledger.integrity.digests import write_digest
 
         settings = common.resolve(options).settings()
         run = write_digest(

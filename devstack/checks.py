@@ -1,15 +1,16 @@
-"""What the demo verifies once every consumer has caught up, each against a fresh fold of the
-events table (the one source of truth): the read models, the PostgreSQL views (row by row, and
-rebuilt from the events into a fresh schema), the postings' balance, every hash chain, the
-dead-letter queues, and what the agents meant to happen.
+"""What the demo verifies once every consumer has caught up. The history's own checks go through
+the one verification runner (``ledger.integrity.runner``) in one pass over the events table:
+every hash chain, debits == credits, the payment-state table and the PostgreSQL views each
+against the replay of its events. The rest is the demo's own, against the events that one pass
+read: the agents' workload, the postings view's sums, the views rebuilt, the analytics windows,
+the archive and an audit report, and the dead-letter queues.
 
 A ``Check`` that cannot run says why and counts as neither passed nor failed.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,20 +23,23 @@ from archive.reports import report_named
 from devstack.agents import PaymentPlan, WorkloadReport
 from ledger.codec import verify_chain
 from ledger.decoding import decode_event
-from ledger.domain.errors import LedgerError
-from ledger.domain.events import decode_payload
-from ledger.domain.postings import Posting
-from ledger.dynamodb import DynamoDBEventStore, item_to_event
+from ledger.dynamodb import DynamoDBEventStore
 from ledger.envelope import RecordedEvent
+from ledger.integrity.chains import ChainCheck, Problem, StreamCheck
+from ledger.integrity.postings import UNBALANCED_POSTINGS, PostingSums
+from ledger.integrity.runner import Verification, VerifyReport, run_verification
 from ledger.service import PaymentSnapshot, fold
 from projections.analytics import NUMBER_FIELDS, WindowEvent, WindowFold
 from projections.payment_state import item_to_snapshot
+from projections.payment_state_reader import PaymentStateReader
 from projections.postgres.projection import connect_url
 from projections.postgres.rows import snapshot_from_row
 from projections.postgres.tables import analytics_schema, payment_select, qualified
 from projections.rebuild import StoreStreams, default_rebuild_schema, rebuild_postgres
+from projections.verify import PaymentStateCheck, PostgresCheck
 
-Sums = dict[tuple[str, str, str], int]  # (currency, phase, direction) -> minor units
+PROBLEMS_SHOWN_MAX = 5
+VIEWS_LOCATION = "postgresql:"  # where every problem of the PostgreSQL views is located
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,27 +60,60 @@ class Ledger:
     def events(self) -> int:
         return sum(len(events) for events in self.streams.values())
 
-    def postings(self) -> Iterable[Posting]:
-        for events in self.streams.values():
-            for event in events:
-                payload = decode_payload(event.event_type, event.schema_version, event.payload)
-                yield from getattr(payload, "postings", ())
+
+class LedgerRead(StreamCheck):
+    """Not a check: keeps every event the runner reads (``ledger``), so the demo's own checks
+    have the history without reading the events table a second time."""
+
+    name = "ledger"
+    check_name = "chains"
+
+    def __init__(self) -> None:
+        self._streams: dict[str, list[RecordedEvent]] = {}
+
+    def stream_ids(self) -> set[str]:
+        return set()
+
+    def check(self, chain: ChainCheck) -> list[Problem]:
+        events = [item.event for item in chain.stored if item.event is not None]
+        if events:
+            self._streams[chain.stream_id] = events
+        return []
+
+    def finish(self) -> list[Problem]:
+        return []
+
+    def counts(self) -> dict[str, int]:
+        return {}
+
+    def ledger(self) -> Ledger:
+        snapshots = {}
+        for events in self._streams.values():
+            snapshot = fold(events)
+            assert snapshot is not None
+            snapshots[snapshot.state.payment_id] = snapshot
+        return Ledger(dict(self._streams), snapshots)
 
 
-def read_ledger(dynamodb: Any, table: str) -> Ledger:
-    """One consistent Scan of the events table, grouped by stream and folded."""
-    streams: dict[str, list[RecordedEvent]] = defaultdict(list)
-    for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
-        for item in page["Items"]:
-            event = item_to_event(item)
-            streams[event.stream_id].append(event)
-    snapshots = {}
-    for events in streams.values():
-        events.sort(key=lambda event: event.version)
-        snapshot = fold(events)
-        assert snapshot is not None
-        snapshots[snapshot.state.payment_id] = snapshot
-    return Ledger(dict(streams), snapshots)
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """The runner's pass over the events table: what it found, and the ledger it read."""
+
+    report: VerifyReport
+    ledger: Ledger
+    read_model_location: str
+
+
+def verify_ledger(
+    store: DynamoDBEventStore, read_model: PaymentStateReader, database_url: str, schema: str
+) -> Verified:
+    """Every chain, debits == credits, the payment-state table and the views in ``schema``, each
+    against the replay of its events: ``ledger.integrity.runner`` in one pass."""
+    reading = LedgerRead()
+    with PostgresCheck(connect_url(database_url), schema) as views:
+        checks = [reading, PaymentStateCheck(read_model), views]
+        report = run_verification(Verification(store, stream_checks=checks))
+    return Verified(report, reading.ledger(), read_model.location)
 
 
 def check_workload(report: WorkloadReport, plans: Sequence[PaymentPlan], ledger: Ledger) -> Check:
@@ -96,39 +133,24 @@ def check_workload(report: WorkloadReport, plans: Sequence[PaymentPlan], ledger:
     return Check("agents", not problems, detail if not problems else "; ".join(problems[:5]))
 
 
-def check_chains(ledger: Ledger) -> Check:
-    broken = []
-    for stream_id, events in ledger.streams.items():
-        try:
-            verify_chain(events)
-        except LedgerError as exc:
-            broken.append(f"{stream_id}: {exc.message}")
-    detail = f"{len(ledger.streams)} chains, {ledger.events} events"
-    return Check("hash chains", not broken, detail if not broken else "; ".join(broken[:5]))
+def check_chains(report: VerifyReport) -> Check:
+    broken = [
+        problem
+        for problem in report.problems
+        if problem.check == "chains" and problem.kind != UNBALANCED_POSTINGS
+    ]
+    detail = f"{report.streams} chains, {report.events} events"
+    return Check("hash chains", not broken, detail if not broken else _shown(broken))
 
 
-def posting_sums(postings: Iterable[Posting]) -> Sums:
-    sums: Sums = Counter()
-    for line in postings:
-        sums[(line.currency, line.phase, line.direction)] += line.amount_minor
-    return dict(sums)
-
-
-def check_balance(event_sums: Sums, view_sums: Sums) -> Check:
+def check_balance(report: VerifyReport, view_sums: PostingSums) -> Check:
     """Debits equal credits per currency and phase, in the events and in the views alike."""
-    unbalanced = sorted(
-        {
-            (currency, phase)
-            for currency, phase, _ in event_sums
-            if event_sums.get((currency, phase, "debit"), 0)
-            != event_sums.get((currency, phase, "credit"), 0)
-        }
-    )
+    unbalanced = [problem for problem in report.problems if problem.kind == UNBALANCED_POSTINGS]
     if unbalanced:
-        return Check("debits == credits", False, f"unbalanced (currency, phase): {unbalanced}")
-    if view_sums != event_sums:
+        return Check("debits == credits", False, _shown(unbalanced))
+    if view_sums != report.postings:
         return Check("debits == credits", False, "the postings view differs from the events")
-    currencies = sorted({currency for currency, _, _ in event_sums})
+    currencies = sorted({currency for currency, _, _ in report.postings})
     return Check(
         "debits == credits",
         True,
@@ -136,7 +158,39 @@ def check_balance(event_sums: Sums, view_sums: Sums) -> Check:
     )
 
 
-def view_posting_sums(connection: psycopg.Connection[Any], schema: str) -> Sums:
+def check_read_model(verified: Verified) -> Check:
+    return _check_projection(
+        "read model == fold", verified, "payment_state", verified.read_model_location
+    )
+
+
+def check_views(verified: Verified) -> Check:
+    return _check_projection("views == fold", verified, "postgres", VIEWS_LOCATION)
+
+
+def _check_projection(name: str, verified: Verified, source: str, location: str) -> Check:
+    """The projection ``source`` (its problems located at ``location``…) equals the replay of
+    the events, and holds every payment: once caught up, a payment it lacks is a failure."""
+    report = verified.report
+    problems = [
+        problem
+        for problem in report.problems
+        if problem.check == "projections" and (problem.location or "").startswith(location)
+    ]
+    behind = report.counts.get(source, {}).get("behind", 0)
+    if problems or behind:
+        lagging = [f"{behind} payments not reached"] if behind else []
+        return Check(name, False, "; ".join([*lagging, *([_shown(problems)] if problems else [])]))
+    payments = len(verified.ledger.snapshots)
+    return Check(name, True, f"{payments} payments, every field equal to the fold")
+
+
+def _shown(problems: Sequence[Problem]) -> str:
+    shown = [f"{p.where()}: {p.kind}" for p in problems[:PROBLEMS_SHOWN_MAX]]
+    return "; ".join(shown) + f" ({len(problems)} problems)"
+
+
+def view_posting_sums(connection: psycopg.Connection[Any], schema: str) -> PostingSums:
     rows = connection.execute(
         sql.SQL(
             "SELECT currency, phase, direction, sum(amount_minor) FROM {}"
@@ -160,26 +214,6 @@ def read_model_snapshots(dynamodb: Any, table: str) -> dict[str, PaymentSnapshot
             snapshot = item_to_snapshot(item)
             snapshots[snapshot.state.payment_id] = snapshot
     return snapshots
-
-
-def check_same(name: str, ledger: Ledger, snapshots: Mapping[str, PaymentSnapshot]) -> Check:
-    """Every payment of ``snapshots`` equals its fresh fold, and none is missing."""
-    missing = sorted(set(ledger.snapshots) - set(snapshots))
-    extra = sorted(set(snapshots) - set(ledger.snapshots))
-    differing = sorted(
-        payment_id
-        for payment_id, snapshot in snapshots.items()
-        if payment_id in ledger.snapshots
-        and snapshot.to_dict() != ledger.snapshots[payment_id].to_dict()
-    )
-    if missing or extra or differing:
-        return Check(
-            name,
-            False,
-            f"missing {missing[:3]}, unknown {extra[:3]}, differing {differing[:3]}"
-            f" ({len(missing)}/{len(extra)}/{len(differing)})",
-        )
-    return Check(name, True, f"{len(snapshots)} payments, every field equal to the fold")
 
 
 def check_rebuild(store: DynamoDBEventStore, database_url: str, schema: str) -> Check:

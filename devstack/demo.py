@@ -3,9 +3,10 @@ a running local stack (``devstack.local``) and renders what they return; nothing
 
 ``plan`` draws this run's payments; ``run_agents`` drives reference agents through the payments
 API (``devstack.agents``); ``catch_up`` waits until every consumer has caught up (the projections
-on the DynamoDB stream; the Kinesis destination and its consumers); ``check`` reads a fresh fold of
-the events table and runs every check (``devstack.checks``) against it. A check that cannot run
-here is returned as not run (``passed`` None), never as passed.
+on the DynamoDB stream; the Kinesis destination and its consumers); ``check`` verifies the events
+table with the one verification runner and runs every other check (``devstack.checks``) against
+the events it read. A check that cannot run here is returned as not run (``passed`` None), never
+as passed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from devstack.checks import (
     AUDIT_REPORT,
     Check,
     Ledger,
-    Sums,
+    Verified,
     audit_report,
     check_archive,
     check_archive_replay,
@@ -35,13 +36,13 @@ from devstack.checks import (
     check_chains,
     check_dead_letters,
     check_metrics,
+    check_read_model,
     check_rebuild,
-    check_same,
+    check_views,
     check_workload,
     expected_metrics,
-    posting_sums,
-    read_ledger,
     read_model_snapshots,
+    verify_ledger,
     view_metrics,
     view_posting_sums,
     view_snapshots,
@@ -51,6 +52,7 @@ from devstack.runtime import LOGS_DIRECTORY, aws_clients, load_config
 from handlers import bootstrap
 from ledger.dynamodb import DynamoDBEventStore
 from ledger.envelope import RecordedEvent, payment_stream_id
+from ledger.integrity.postings import PostingSums
 from ledger.service import PaymentSnapshot, replay_steps
 
 CATCH_UP_TIMEOUT_S = 240  # the longest tumbling window must end after the last event
@@ -66,7 +68,7 @@ class Figures:
 
     read_model: dict[str, PaymentSnapshot]
     views: dict[str, PaymentSnapshot]
-    sums: Sums
+    sums: PostingSums
     replay: list[tuple[RecordedEvent, PaymentSnapshot]]  # the shown stream's replay, or none
     audit: QueryResult | None  # the auditors' report, if the stack archives
 
@@ -159,22 +161,29 @@ def check(
     report: WorkloadReport,
     caught_up: local.StackStatus,
 ) -> DemoResult:
-    """Fold the events table afresh and check every read model, view and copy against it."""
+    """Verify the events table and every read model and view against it, then check every copy
+    and the workload against the events that one pass read."""
     dynamodb = aws_clients(state.endpoint_url, state.region)["dynamodb"]
-    ledger = read_ledger(dynamodb, state.events_table)
-    return _checks(state, dynamodb, ledger, plans, report, caught_up)
+    settings = bootstrap.settings_from_outputs(state.stack_name, state.outputs, state.aws)
+    verified = verify_ledger(
+        bootstrap.build_event_store(settings),
+        bootstrap.require_payment_state_reader(settings),
+        state.database_url,
+        state.database_schema,
+    )
+    return _checks(state, dynamodb, verified, plans, report, caught_up)
 
 
 def _checks(
     state: local.LocalState,
     dynamodb: Any,
-    ledger: Ledger,
+    verified: Verified,
     plans: Sequence[PaymentPlan],
     report: WorkloadReport,
     caught_up: local.StackStatus,
 ) -> DemoResult:
     schema = state.database_schema
-    event_sums = posting_sums(ledger.postings())
+    ledger = verified.ledger
     with psycopg.connect(state.database_url, autocommit=True) as connection:
         views = view_snapshots(connection, schema)
         view_sums = view_posting_sums(connection, schema)
@@ -186,10 +195,10 @@ def _checks(
     checks = [
         _caught_up(caught_up),
         check_workload(report, plans, ledger),
-        check_chains(ledger),
-        check_balance(event_sums, view_sums),
-        check_same("read model == fold", ledger, read_model),
-        check_same("views == fold", ledger, views),
+        check_chains(verified.report),
+        check_balance(verified.report, view_sums),
+        check_read_model(verified),
+        check_views(verified),
         check_rebuild(DynamoDBEventStore(dynamodb, state.events_table), state.database_url, schema),
         check_metrics(expected_metrics(ledger), metrics)
         if ANALYTICS_HANDLER in handlers
@@ -198,7 +207,8 @@ def _checks(
         check_dead_letters(caught_up.dead_letters),
     ]
     replay = replay_steps(ledger.streams[replayed]) if replayed is not None else []
-    return DemoResult(ledger, checks, Figures(read_model, views, event_sums, replay, audit))
+    figures = Figures(read_model, views, verified.report.postings, replay, audit)
+    return DemoResult(ledger, checks, figures)
 
 
 def _archive_checks(

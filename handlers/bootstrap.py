@@ -20,7 +20,7 @@ from botocore.config import Config
 from archive.s3 import S3ArchiveStorage
 from ledger.domain.errors import LedgerError, NotFoundError
 from ledger.dynamodb import DynamoDBEventStore
-from ledger.s3 import S3DigestStore
+from ledger.integrity.s3 import S3DigestStore
 from ledger.service import PaymentService
 from projections.payment_state import PaymentStateProjection
 from projections.payment_state_reader import PaymentStateReader

@@ -1,5 +1,5 @@
 """The digest Lambda: on a schedule, the next numbered digest of every stream's chain head
-(DESIGN §8, ``ledger.digests``), written to the Object Lock digest bucket.
+(DESIGN §8, ``ledger.integrity.digests``), written to the Object Lock digest bucket.
 
 Heads come from the payment-state read model (one Scan of one small item per payment) rather than
 from the events table (every event of every payment): the read model is the cheap index of heads,
@@ -28,7 +28,7 @@ from handlers.bootstrap import (
     settings_from_environment,
 )
 from handlers.observability import make_logger
-from ledger.digests import write_digest
+from ledger.integrity.digests import write_digest
 
 logger = make_logger()
 metrics = Metrics()  # namespace from POWERTOOLS_METRICS_NAMESPACE

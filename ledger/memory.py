@@ -8,10 +8,10 @@ import itertools
 import threading
 from collections.abc import Sequence
 
-from ledger.digests import DigestStore, StoredObject, digest_number_of
 from ledger.domain.errors import ConcurrencyError, LimitExceededError
 from ledger.domain.limits import STREAM_EVENTS_MAX
 from ledger.envelope import RecordedEvent, StoredEvent
+from ledger.integrity.digests import DigestStore, StoredObject, digest_number_of
 from ledger.store import STORED_EVENTS_MAX, EventReader, EventStore, check_append_batch
 
 

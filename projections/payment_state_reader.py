@@ -20,7 +20,7 @@ from typing import Any
 from ledger.domain.validation import check_id
 from ledger.dynamodb import Item, call_table, query_items, scan_items
 from ledger.envelope import payment_stream_id
-from ledger.merkle import Head
+from ledger.integrity.merkle import Head
 from ledger.service import PaymentSnapshot
 from projections.payment_state import item_to_snapshot
 

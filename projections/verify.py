@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql
 
 from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent, payment_stream_id
+from ledger.integrity.chains import ChainCheck, Problem, StreamCheck
 from ledger.service import PaymentSnapshot, fold
-from ledger.verification import ChainCheck, Problem
 from projections.payment_state_reader import PaymentStateReader
 from projections.postgres.migrate import migrate, recorded_migrations
 from projections.postgres.projection import Connect, PostgresProjection
@@ -57,7 +57,7 @@ _ROW_STREAM = {
 
 
 @dataclass(slots=True)
-class PaymentStateCheck:
+class PaymentStateCheck(StreamCheck):
     """The payment-state table against the fold of each payment's events."""
 
     read_model: PaymentStateReader
@@ -138,7 +138,7 @@ def _differences(stored: dict[str, Any], replayed: dict[str, Any]) -> str:
     )
 
 
-class PostgresCheck:
+class PostgresCheck(StreamCheck):
     """The PostgreSQL views against a fresh schema replayed from the events by the very
     projection that writes them, compared row by row (``EXCEPT ALL`` both ways), then dropped.
 

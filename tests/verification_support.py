@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.envelope import RecordedEvent
-from ledger.merkle import Head
+from ledger.integrity.merkle import Head
 from ledger.store import EventStore
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "verification.md"

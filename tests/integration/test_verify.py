@@ -10,7 +10,7 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import cli
 from devstack.template import create_bucket, create_table
 from handlers import bootstrap
 from ledger.codec import canonical_json, chain_hash, hash_document
-from ledger.digests import digest_key
 from ledger.domain.payment import (
     AssessRisk,
     AuthorizePayment,
@@ -32,8 +31,9 @@ from ledger.domain.payment import (
 )
 from ledger.dynamodb import DynamoDBEventStore, event_to_item, item_to_event
 from ledger.envelope import Actor, RecordedEvent, payment_stream_id
+from ledger.integrity.digests import digest_key
+from ledger.integrity.s3 import S3DigestStore
 from ledger.memory import MemoryEventStore
-from ledger.s3 import S3DigestStore
 from ledger.service import CommandContext, PaymentService
 from projections.payment_state import PaymentStateProjection
 from tests.lambda_context import FakeLambdaContext
@@ -340,6 +340,28 @@ def test_history_rewritten_with_valid_hashes_is_caught_by_the_digest(ledger: Led
     proof = ledger.run("proof", events[1].event_id, "--payment", "charlie")
     assert proof.exit_code == 1
     assert json.loads(proof.stdout)["error"]["code"] == "chain_broken"
+
+
+def test_unbalanced_postings_with_a_valid_chain(ledger: Ledger) -> None:
+    """An event appended with a valid hash whose postings credit less than they debit: every
+    chain verifies, debits == credits does not."""
+    refunded = ledger.store.load(payment_stream_id("alpha"))[-1]
+    payload = json.loads(refunded.payload)
+    for line in payload["postings"]:
+        if line["direction"] == "credit":
+            line["amount_minor"] -= 1
+    appended = _next_event([replace(refunded, payload=canonical_json(payload))])
+    ledger.store.append([appended])
+    code, report = ledger.verify("--chains")
+    assert code == 6
+    [problem] = report["problems"]
+    assert (problem["check"], problem["kind"]) == ("chains", "unbalanced_postings")
+    assert (problem["stream_id"], problem["version"], problem["event_id"]) == (
+        "payment#alpha",
+        6,
+        appended.event_id,
+    )
+    assert "EUR posted: debits 800 but credits 799" in problem["detail"]
 
 
 def _fields(event: RecordedEvent) -> dict[str, Any]:

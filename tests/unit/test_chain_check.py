@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ledger.codec import canonical_json, chain_hash, event_hash, hash_document
 from ledger.domain.errors import ValidationError
 from ledger.envelope import Actor, RecordedEvent
-from ledger.verification import (
+from ledger.integrity.chains import (
     DUPLICATE_VERSION,
     HASH_MISMATCH,
     PREV_HASH_MISMATCH,

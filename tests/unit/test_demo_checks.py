@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from rich.console import Console
 
@@ -12,16 +13,24 @@ from devstack.agents import WorkloadReport, plan_payments
 from devstack.checks import (
     Check,
     Ledger,
+    LedgerRead,
+    Verified,
     check_balance,
     check_chains,
     check_dead_letters,
-    check_same,
+    check_read_model,
+    check_views,
     check_workload,
-    posting_sums,
 )
+from ledger.codec import canonical_json, chain_hash, hash_document
 from ledger.domain.errors import EXIT_OTHER
 from ledger.envelope import RecordedEvent
+from ledger.integrity.chains import Problem
+from ledger.integrity.runner import Verification, VerifyReport, run_verification
+from ledger.memory import MemoryEventStore
 from ledger.service import fold
+
+READ_MODEL = "dynamodb://payment-state"
 
 
 def ledger_of(events: list[RecordedEvent]) -> Ledger:
@@ -30,36 +39,78 @@ def ledger_of(events: list[RecordedEvent]) -> Ledger:
     return Ledger({events[0].stream_id: events}, {snapshot.state.payment_id: snapshot})
 
 
-def test_postings_balance_in_the_events_and_must_match_the_view(
-    recorded_history: list[RecordedEvent],
+def store_of(events: list[RecordedEvent]) -> MemoryEventStore:
+    store = MemoryEventStore()
+    store.append(events)
+    return store
+
+
+def test_the_runner_reads_the_ledger_the_demo_checks(
+    store: MemoryEventStore, recorded_history: list[RecordedEvent]
 ) -> None:
-    sums = posting_sums(ledger_of(recorded_history).postings())
+    reading = LedgerRead()
+    report = run_verification(Verification(store, stream_checks=[reading]))
+    assert report.ok
+    assert report.checks == ["chains"]
+    assert reading.ledger() == ledger_of(recorded_history)
+
+
+def test_postings_balance_in_the_events_and_must_match_the_view(
+    store: MemoryEventStore, recorded_history: list[RecordedEvent]
+) -> None:
+    report = run_verification(Verification(store))
+    sums = report.postings
     ((currency, phase, direction), amount) = next(iter(sums.items()))
 
-    assert check_balance(sums, sums).passed is True
-    assert check_balance(sums, {**sums, (currency, phase, direction): amount + 1}).passed is False
-    lopsided = {**sums, (currency, phase, direction): amount + 1}
-    assert check_balance(lopsided, lopsided).passed is False
+    assert check_balance(report, sums).passed is True
+    assert check_balance(report, {**sums, (currency, phase, direction): amount + 1}).passed is False
+    last = recorded_history[-1]
+    payload = json.loads(last.payload)
+    payload["postings"] = payload["postings"][:1]  # a debit with no credit
+    lopsided = dataclasses.replace(
+        last,
+        version=last.version + 1,
+        payload=canonical_json(payload),
+        prev_hash=last.hash,
+    )
+    store.append(
+        [dataclasses.replace(lopsided, hash=chain_hash(last.hash, hash_document(lopsided)))]
+    )
+    unbalanced = run_verification(Verification(store))
+    assert check_balance(unbalanced, unbalanced.postings).passed is False
 
 
 def test_a_read_model_must_hold_every_payment_as_folded(
     recorded_history: list[RecordedEvent],
 ) -> None:
     ledger = ledger_of(recorded_history)
-    behind = fold(recorded_history[:-1])
-    assert behind is not None
 
-    assert check_same("views", ledger, ledger.snapshots).passed is True
-    assert check_same("views", ledger, {}).passed is False
-    assert check_same("views", ledger, {"pay-1": behind}).passed is False
+    def verified(problems: list[Problem], behind: dict[str, int] | None = None) -> Verified:
+        lag = {"payment_state": 0, "postgres": 0} | (behind or {})
+        counts = {source: {"behind": count} for source, count in lag.items()}
+        report = VerifyReport(["chains", "projections"], counts=counts, problems=problems)
+        return Verified(report, ledger, READ_MODEL)
+
+    differs = Problem("projections", "projection_mismatch", "differs", "payment#pay-1", 5)
+    assert check_read_model(verified([])).passed is True
+    assert check_views(verified([])).passed is True
+    assert check_read_model(verified([], {"payment_state": 1})).passed is False
+    assert check_views(verified([], {"postgres": 1})).passed is False
+    in_read_model = dataclasses.replace(differs, location=READ_MODEL)
+    assert check_read_model(verified([in_read_model])).passed is False
+    assert check_views(verified([in_read_model])).passed is True
+    in_views = dataclasses.replace(differs, location="postgresql:payledger.payments")
+    assert check_read_model(verified([in_views])).passed is True
+    assert check_views(verified([in_views])).passed is False
 
 
 def test_a_tampered_event_breaks_its_chain(recorded_history: list[RecordedEvent]) -> None:
     tampered = list(recorded_history)
     tampered[2] = dataclasses.replace(tampered[2], payload=tampered[2].payload.replace("1", "2"))
 
-    assert check_chains(ledger_of(recorded_history)).passed is True
-    assert check_chains(ledger_of(tampered)).passed is False
+    intact = run_verification(Verification(store_of(recorded_history)))
+    assert check_chains(intact).passed is True
+    assert check_chains(run_verification(Verification(store_of(tampered)))).passed is False
 
 
 def test_the_agents_check_fails_on_an_unexpected_answer_or_final_status(

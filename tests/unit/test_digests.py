@@ -8,9 +8,16 @@ from dataclasses import replace
 
 import pytest
 
-from handlers.verification import Verification, run_verification
 from ledger.codec import canonical_json, chain_hash, hash_document
-from ledger.digests import (
+from ledger.domain.payment import (
+    AssessRisk,
+    AuthorizePayment,
+    CapturePayment,
+    InitiatePayment,
+    SettlePayment,
+)
+from ledger.envelope import RecordedEvent, payment_stream_id
+from ledger.integrity.digests import (
     DIGEST_CHAIN_BROKEN,
     DIGEST_HEAD_MISMATCH,
     DIGEST_HEAD_REGRESSED,
@@ -29,16 +36,9 @@ from ledger.digests import (
     sha256_hex,
     write_digest,
 )
-from ledger.domain.payment import (
-    AssessRisk,
-    AuthorizePayment,
-    CapturePayment,
-    InitiatePayment,
-    SettlePayment,
-)
-from ledger.envelope import RecordedEvent, payment_stream_id
+from ledger.integrity.merkle import Head
+from ledger.integrity.runner import Verification, run_verification
 from ledger.memory import MemoryDigestStore, MemoryEventStore
-from ledger.merkle import Head
 from ledger.service import PaymentService
 from tests.unit.conftest import context
 from tests.verification_support import heads_of

@@ -9,7 +9,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.merkle import (
+from ledger.integrity.merkle import (
     EMPTY_ROOT,
     Head,
     inclusion_path,

@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.codec import canonical_json, chain_hash, hash_document, uuid7
-from ledger.digests import digest_key, parse_digest, read_heads, write_digest
 from ledger.domain.errors import ChainBrokenError, NotFoundError
 from ledger.domain.payment import RefundPayment
 from ledger.envelope import RecordedEvent, payment_stream_id
+from ledger.integrity.digests import digest_key, parse_digest, read_heads, write_digest
+from ledger.integrity.merkle import Head
+from ledger.integrity.proofs import build_proof, verify_proof
 from ledger.memory import MemoryDigestStore, MemoryEventStore
-from ledger.merkle import Head
-from ledger.proofs import build_proof, verify_proof
 from ledger.service import PaymentService
 from tests import independent_verifier
 from tests.integration.postgres.conftest import random_history

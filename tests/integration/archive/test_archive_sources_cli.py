@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 import cli
 from archive.local import LocalArchiveStorage
 from handlers import bootstrap
-from ledger.digests import write_digest
 from ledger.dynamodb import event_to_item
 from ledger.envelope import RecordedEvent
+from ledger.integrity.digests import write_digest
+from ledger.integrity.s3 import S3DigestStore
 from ledger.memory import MemoryEventStore
-from ledger.s3 import S3DigestStore
 from tests.archive_events import LedgerHistory
 from tests.integration.archive.test_verify_archive import write
 from tests.verification_support import heads_of

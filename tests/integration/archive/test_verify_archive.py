@@ -30,17 +30,17 @@ from archive.verify import (
     surveyed_chains,
     verify_archive_chains,
 )
-from handlers.verification import Verification, VerifyReport, run_verification
 from ledger.codec import event_hash
 from ledger.decoding import decode_event
 from ledger.envelope import GENESIS_HASH, Actor, RecordedEvent
-from ledger.memory import MemoryEventStore
-from ledger.verification import (
+from ledger.integrity.chains import (
     HASH_MISMATCH,
     PREV_HASH_MISMATCH,
     UNREADABLE_EVENT,
     VERSION_GAP,
 )
+from ledger.integrity.runner import Verification, VerifyReport, run_verification
+from ledger.memory import MemoryEventStore
 from tests.archive_events import LedgerHistory
 
 Tamper = Callable[[pa.Table], pa.Table]

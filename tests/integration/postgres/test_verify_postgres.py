@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from handlers.verification import Verification, VerifyReport, run_verification
+from ledger.integrity.runner import Verification, VerifyReport, run_verification
 from projections.postgres.projection import PostgresProjection, connect_url
 from projections.postgres.tables import qualified
 from projections.verify import PostgresCheck

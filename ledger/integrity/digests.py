@@ -39,9 +39,9 @@ from typing import Any
 from ledger.codec import canonical_json, event_hash
 from ledger.decoding import is_event_time
 from ledger.domain.timestamps import format_timestamp
-from ledger.merkle import Head, leaf_hash, merkle_root
+from ledger.integrity.chains import ChainCheck, Problem, VerificationFailedError
+from ledger.integrity.merkle import Head, leaf_hash, merkle_root
 from ledger.store import EventStore
-from ledger.verification import ChainCheck, Problem, VerificationFailedError
 
 DIGEST_FORMAT = "payledger-digest/1"
 DIGEST_PREFIX = "digests/"
@@ -201,7 +201,8 @@ class StoredObject:
 
 
 class DigestStore(ABC):
-    """Where digests are kept, written once (``ledger.s3.S3DigestStore``; memory for tests)."""
+    """Where digests are kept, written once (``ledger.integrity.s3.S3DigestStore``; memory for
+    tests)."""
 
     location: str  # e.g. s3://bucket, for problem reports
 

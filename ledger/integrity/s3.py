@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ledger.digests import DIGEST_PREFIX, DigestStore, StoredObject, digest_number_of
+from ledger.integrity.digests import DIGEST_PREFIX, DigestStore, StoredObject, digest_number_of
 
 LIST_PAGES_MAX = 10_000
 # Another conditional write to the key is in flight (409): it will win or fail on its own.

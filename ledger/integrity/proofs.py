@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.codec import chain_hash, event_document
-from ledger.digests import Digest, DigestFormatError, parse_digest, sha256_hex
 from ledger.domain.errors import ChainBrokenError, LedgerError, NotFoundError
 from ledger.envelope import RecordedEvent
-from ledger.merkle import Head, inclusion_path, leaf_hash, root_from_path
+from ledger.integrity.digests import Digest, DigestFormatError, parse_digest, sha256_hex
+from ledger.integrity.merkle import Head, inclusion_path, leaf_hash, root_from_path
 
 PROOF_FORMAT = "payledger-proof/1"
 _PROOF_FIELDS = frozenset(

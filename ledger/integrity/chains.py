@@ -8,11 +8,14 @@ The chain of a stream is recomputed from the stored events (``check_chain``): ve
 without gaps, every event's hash recomputed from its content, every ``prev_hash`` equal to the
 previous event's hash, the first one 64 zeros. The versions up to the first problem form the
 intact prefix: only there does the recomputed chain agree with what is stored, so only there can
-a digest's head be confirmed (``ChainCheck.confirms``).
+a digest's head be confirmed (``ChainCheck.confirms``). Each ``StreamCheck`` (the read models,
+the archive, the postings balance) is handed every recomputed chain by the runner
+(``ledger.integrity.runner``).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +96,27 @@ class ChainCheck:
 
     def hash_at(self, version: int) -> str | None:
         return self.events[version - 1].hash if 0 < version <= self.intact_version else None
+
+
+class StreamCheck(ABC):
+    """A check fed every recomputed chain, then asked for what it found across streams."""
+
+    name: str  # e.g. payment_state, postgres, archive
+    check_name: str  # the check it belongs to: chains, projections or archive
+
+    @abstractmethod
+    def stream_ids(self) -> set[str]:
+        """The streams it knows of, beyond the events table's (e.g. a read model's items)."""
+
+    @abstractmethod
+    def check(self, chain: ChainCheck) -> list[Problem]: ...
+
+    @abstractmethod
+    def finish(self) -> list[Problem]: ...
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """What it saw that is not a problem (e.g. payments it has not reached yet)."""
 
 
 def check_chain(

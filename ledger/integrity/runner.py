@@ -1,11 +1,13 @@
-"""``payledger verify``: every check of DESIGN §8 in one pass over the streams.
+"""The one verification runner: every check of DESIGN §8 in one pass over the streams, for
+``payledger verify`` and the demo's checks alike.
 
-The digests are read and checked on their own first (``ledger.digests.check_digests``), and the
-read models' items are listed; then every stream any of them knows (the events table's, the
-digests', the read models') is loaded once, its chain recomputed (``ledger.verification``), and
-that one recomputed chain is handed to each requested check: the chain's own problems, the
-digests' heads for that stream, each projection against its replay. Streams load in parallel
-(one Query each), a bounded number ahead, so memory stays flat however many there are.
+The digests are read and checked on their own first (``ledger.integrity.digests.check_digests``),
+and the read models' items are listed; then every stream any of them knows (the events table's,
+the digests', the read models') is loaded once, its chain recomputed (``ledger.integrity.chains``),
+and that one recomputed chain is handed to each requested check: the chain's own problems, the
+postings balance (``ledger.integrity.postings``), the digests' heads for that stream, each
+``StreamCheck`` (a projection against its replay, the archive). Streams load in parallel (one
+Query each), a bounded number ahead, so memory stays flat however many there are.
 """
 
 from __future__ import annotations
@@ -14,34 +16,18 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from ledger.digests import DigestStore, check_digests, head_problems
 from ledger.envelope import StoredEvent
+from ledger.integrity.chains import Problem, StreamCheck, check_chain
+from ledger.integrity.digests import DigestStore, check_digests, head_problems
+from ledger.integrity.postings import PostingsBalance, PostingSums
 from ledger.store import EventReader
-from ledger.verification import ChainCheck, Problem, check_chain
 
 LOAD_THREADS = 8
 LOADS_AHEAD_MAX = 64
 
 Progress = Callable[[int, int], None]  # (streams done, events done)
-
-
-class StreamCheck(Protocol):
-    """A check fed every recomputed chain, then asked for what it found across streams."""
-
-    name: str  # e.g. payment_state, postgres, archive
-    check_name: str  # the check it belongs to: projections or archive
-
-    def stream_ids(self) -> set[str]: ...
-
-    def check(self, chain: ChainCheck) -> list[Problem]: ...
-
-    def finish(self) -> list[Problem]: ...
-
-    def counts(self) -> dict[str, int]:
-        """What it saw that is not a problem (e.g. payments it has not reached yet)."""
-        ...
 
 
 @dataclass(slots=True)
@@ -53,6 +39,8 @@ class VerifyReport:
     # Per stream check, what is not a problem: lag (behind), copies awaiting compaction…
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # What the intact chains' postings add up to, when the chains were checked.
+    postings: PostingSums = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -72,8 +60,9 @@ class VerifyReport:
 
 @dataclass(slots=True)
 class Verification:
-    """What to check: the chains in ``store``, the digests in ``digests`` (if any), and each of
-    ``stream_checks`` (the projections, the archive) against the recomputed chains."""
+    """What to check: the chains in ``store`` and the postings balance over their events, the
+    digests in ``digests`` (if any), and each of ``stream_checks`` (the projections, the
+    archive) against the recomputed chains."""
 
     store: EventReader
     chains: bool = True
@@ -84,9 +73,11 @@ class Verification:
 def run_verification(
     verification: Verification, *, progress: Progress | None = None
 ) -> VerifyReport:
+    balance = PostingsBalance() if verification.chains else None
+    stream_checks = [*([balance] if balance is not None else []), *verification.stream_checks]
     checks = ["chains"] if verification.chains else []
     checks += ["digests"] if verification.digests is not None else []
-    for stream_check in verification.stream_checks:
+    for stream_check in stream_checks:
         if stream_check.check_name not in checks:
             checks.append(stream_check.check_name)
     report = VerifyReport(checks=checks)
@@ -99,9 +90,9 @@ def run_verification(
         heads = digests.heads
         location = verification.digests.location
     stream_ids = set(heads)
-    if verification.chains or verification.stream_checks:
+    if stream_checks:
         stream_ids |= set(verification.store.all_stream_ids())
-    for stream_check in verification.stream_checks:
+    for stream_check in stream_checks:
         stream_ids |= stream_check.stream_ids()
     for stream_id, stored in _load(verification.store, sorted(stream_ids)):
         chain = check_chain(stream_id, stored)
@@ -111,13 +102,17 @@ def run_verification(
             report.problems.extend(chain.problems)
         if stream_id in heads:
             report.problems.extend(head_problems(chain, heads[stream_id], location))
-        for stream_check in verification.stream_checks:
+        for stream_check in stream_checks:
             report.problems.extend(stream_check.check(chain))
         if progress is not None:
             progress(report.streams, report.events)
-    for stream_check in verification.stream_checks:
+    for stream_check in stream_checks:
         report.problems.extend(stream_check.finish())
-        report.counts[stream_check.name] = stream_check.counts()
+        counts = stream_check.counts()
+        if counts:  # the postings balance has nothing to count beyond its problems
+            report.counts[stream_check.name] = counts
+    if balance is not None:
+        report.postings = balance.sums
     return report
 
 
