@@ -131,7 +131,10 @@ LAMBDA_PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version
 LAMBDA_SIZE_MAX_MB := 250
 
 # .cache/lambda/<set>: full (every function without data libraries), slim (no SDK, no
-# PostgreSQL driver), pyarrow, duckdb (with httpfs).
+# PostgreSQL driver), pyarrow, duckdb (with httpfs). A stamp made through the build-% pattern
+# rules is an intermediate file, which make deletes when the build ends: precious, it stays, so
+# `sam build` (one make run per function) installs each set once, not once per function.
+.PRECIOUS: .cache/lambda/%/.installed
 .cache/lambda/%/.installed: pyproject.toml uv.lock $(UV_STAMP)
 	rm -rf .cache/lambda/$* && mkdir -p .cache/lambda/$*/python
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes \

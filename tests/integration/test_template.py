@@ -144,6 +144,17 @@ def test_every_checkov_skip_is_used_and_explained(checkov_report: dict[str, Any]
     assert declared == used
 
 
+def test_the_contents_list_the_resource_sections_in_order() -> None:
+    """The contents at the top are how a reader finds a feature: they name every banner."""
+    lines = TEMPLATE_PATH.read_text(encoding="utf-8").splitlines()
+    contents = [line.removeprefix("#   - ") for line in lines if line.startswith("#   - ")]
+    rules = [index for index, line in enumerate(lines) if line.startswith("  # ====")]
+    banners = [lines[index + 1].removeprefix("  # ") for index in rules[::2]]
+    assert len(rules) == 2 * len(banners)
+    assert contents == banners
+    assert len(banners) > 10
+
+
 # ── The SAM transform ─────────────────────────────────────────────────────────────────────────
 
 
