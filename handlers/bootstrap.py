@@ -212,7 +212,7 @@ def build_payment_state_reader(settings: Settings) -> PaymentStateReader | None:
     """The read model the API serves current payments from, if this process has one."""
     if settings.payment_state_table is None:
         return None
-    return PaymentStateReader(aws_client("dynamodb"), settings.payment_state_table)
+    return PaymentStateReader(aws_client(settings.aws, "dynamodb"), settings.payment_state_table)
 
 
 def require_payment_state_reader(settings: Settings) -> PaymentStateReader:
