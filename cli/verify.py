@@ -51,7 +51,12 @@ app.add_typer(digest_app, name="digest")
 def verify(
     ctx: typer.Context,
     chains: Annotated[
-        bool, typer.Option("--chains", help="Recompute every stream's hash chain.")
+        bool,
+        typer.Option(
+            "--chains",
+            help="Recompute every stream's hash chain; check debits == credits per currency"
+            " and phase.",
+        ),
     ] = False,
     digests: Annotated[
         bool,

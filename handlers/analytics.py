@@ -53,12 +53,13 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from handlers.batch import partial_batch_response
 from handlers.bootstrap import ConfigurationError, analytics_settings_from_environment
 from handlers.database import build_window_store
 from handlers.observability import make_logger
 from ledger.changes import decode_change, event_of
 from ledger.decoding import decode_event
-from ledger.delivery import describe, failed_records, partial_batch_response
+from ledger.delivery import describe, failed_records
 from ledger.domain.errors import UndecodableEventError
 from projections.analytics import (
     NO_CLAIMS,

@@ -23,9 +23,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from archive.storage import ArchiveStorage
 from archive.writer import DecodedBatch, WrittenObject, decode_batch, write_batch
+from handlers.batch import partial_batch_response
 from handlers.bootstrap import archive_settings_from_environment, build_archive_storage
 from handlers.observability import make_logger
-from ledger.delivery import REASON_CHARS_MAX, partial_batch_response
+from ledger.delivery import REASON_CHARS_MAX
 
 logger = make_logger()
 tracer = Tracer()

@@ -30,11 +30,12 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from handlers.batch import partial_batch_response
 from handlers.bootstrap import build_payment_state_projection, settings_from_environment
 from handlers.database import build_postgres_projection
 from handlers.observability import make_logger
 from ledger.decoding import decode_event
-from ledger.delivery import REASON_CHARS_MAX, describe, failed_records, partial_batch_response
+from ledger.delivery import REASON_CHARS_MAX, describe, failed_records
 from ledger.domain.errors import LedgerError
 from ledger.dynamodb import item_to_event
 from ledger.envelope import RecordedEvent

@@ -4,23 +4,9 @@ Programmer errors are assertions, not members of this hierarchy. Adapters transl
 into these and chain the original (``raise ConcurrencyError(...) from exc``), so callers catch one
 hierarchy whatever the backend.
 
-| code                        | HTTP | exit |
-|-----------------------------|------|------|
-| validation_error            | 400  | 2    |
-| pan_detected                | 400  | 2    |
-| limit_exceeded              | 400  | 2    |
-| not_found                   | 404  | 5    |
-| idempotency_conflict        | 409  | 4    |
-| concurrency_conflict        | 409  | 4    |
-| already_exists              | 409  | 4    |
-| invalid_transition          | 422  | 3    |
-| capture_exceeds_authorized  | 422  | 3    |
-| refund_exceeds_captured     | 422  | 3    |
-| currency_mismatch           | 422  | 3    |
-| hold_expired                | 422  | 3    |
-| hold_not_expired            | 422  | 3    |
-| chain_broken                | 500  | 1    |
-| undecodable_event           | 500  | 1    |
+Each class states its code, HTTP status and exit code; the CLI renders the exit codes from these
+classes (``cli/exit_codes.py``, shown by ``payledger --help``), and a test holds the README's error
+table to them.
 """
 
 from __future__ import annotations
