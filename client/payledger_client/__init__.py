@@ -1,0 +1,3 @@
+"""The payledger API client."""
+
+from __future__ import annotations
