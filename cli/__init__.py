@@ -1,5 +1,6 @@
 """The ``payledger`` command line (typer + rich): payment commands, history, replay, trace,
-demo, the MCP server (`payledger mcp`), the archive and auditors' queries, digests, proofs and verification.
+demo, the MCP server (``payledger mcp``), the archive and auditors' queries, digests, proofs and
+verification.
 
 Every command finds its resources the same way (``cli.common.resolve``): with ``--stack NAME``,
 the outputs of a deployed stack; else the environment, if it names any (``EVENTS_TABLE``,
