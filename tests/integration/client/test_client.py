@@ -3,6 +3,10 @@ results and errors, idempotent retries, the replay flag and reading one's own wr
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -243,3 +247,38 @@ def test_a_merchants_payments_are_paged_with_a_cursor(client: PayledgerClient) -
     assert [payment["payment_id"] for payment in declined.payments] == ["pay-page-0"]
     with pytest.raises(ValidationError):
         client.list_merchant_payments("m-other", cursor=pages[0].next_cursor)
+
+
+CURL = shutil.which("curl")
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+def test_curl_signs_as_docs_client_md_shows(api: ApiServer) -> None:
+    """The `curl --aws-sigv4` of docs/client.md: any language's HTTP client can sign."""
+    assert CURL is not None
+    body = json.dumps(
+        {
+            "payment_id": "pay-curl",
+            "amount": "12.34",
+            "currency": "EUR",
+            "merchant_id": "m-1",
+            "customer_id": "c-1",
+        }
+    )
+    signed = [CURL, "-sS", "--fail-with-body", "--aws-sigv4", "aws:amz:us-east-1:execute-api"]
+    signed += ["--user", "testing:testing", "-H", "X-Amz-Security-Token: testing"]
+    headers = ["-H", "Content-Type: application/json", "-H", f"Idempotency-Key: {uuid.uuid4()}"]
+    posted = subprocess.run(
+        [*signed, *headers, "-d", body, f"{api.url}/payments"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(posted.stdout)["payment"]["status"] == "initiated"
+    read = subprocess.run(
+        [*signed, f"{api.url}/payments/pay-curl?consistent=true"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(read.stdout)["payment"]["amount"] == "12.34"
