@@ -10,28 +10,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class PayledgerError(Exception):
-    """Root of every error the client raises. ``code`` is the API's stable error code, ``status``
-    the HTTP status (None when no response came back) and ``body`` the decoded response body."""
+    """Root of every error the client raises: ``code`` is the API's stable error code,
+    ``message`` its explanation, ``status`` the HTTP status (None when no response came back) and
+    ``body`` the decoded response body. A subclass's ``code_default`` is the code it stands for."""
 
     code_default: ClassVar[str] = "payledger_error"
 
     def __init__(
         self,
+        code: str,
         message: str,
-        *,
-        code: str | None = None,
         status: int | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
-        self.code = code or self.code_default
+        self.code = code
         self.message = message
         self.status = status
         self.body: Mapping[str, Any] = body or {}
+
+    @classmethod
+    def client_side(cls, message: str) -> Self:
+        """This error with its own code, raised by the client before or instead of a response."""
+        return cls(cls.code_default, message)
 
     def __str__(self) -> str:
         status = "" if self.status is None else f" (HTTP {self.status})"
@@ -207,7 +212,7 @@ def error_from_response(status: int, raw: bytes, error_type: str | None) -> Payl
         if error_type:
             message = f"{error_type}: {message}"
         code = _GATEWAY_CODES.get(status) or ("internal_error" if status >= 500 else "http_error")
-    return error_class(code)(message, code=code, status=status, body=body)
+    return error_class(code)(code, message, status, body)
 
 
 def _decode(raw: bytes) -> dict[str, Any]:

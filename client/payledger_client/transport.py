@@ -60,7 +60,7 @@ class Transport:
     ) -> None:
         parts = urlsplit(api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(f"api_url must be an http(s) URL, got {api_url!r}")
+            raise ConfigurationError.client_side(f"api_url must be an http(s) URL, got {api_url!r}")
         if not 0 < timeout_s <= TIMEOUT_S_MAX:
             raise ValueError(f"timeout_s must be in (0, {TIMEOUT_S_MAX:g}], got {timeout_s}")
         if not 0 <= retries_max <= RETRIES_MAX:
@@ -101,7 +101,7 @@ class Transport:
             except urllib3.exceptions.HTTPError as exc:
                 if last:
                     message = f"{method} {url}: no response after {attempt + 1} attempts: {exc}"
-                    raise ConnectionFailedError(message) from exc
+                    raise ConnectionFailedError.client_side(message) from exc
                 time.sleep(_backoff(attempt, None))
                 continue
             if response.status not in RETRYABLE_STATUSES or last:
@@ -131,11 +131,8 @@ class Transport:
         finally:
             response.release_conn()
         if len(raw) > RESPONSE_BYTES_MAX:
-            raise PayledgerError(
-                f"{method} {url}: response larger than {RESPONSE_BYTES_MAX} bytes",
-                code="response_too_large",
-                status=response.status,
-            )
+            message = f"{method} {url}: response larger than {RESPONSE_BYTES_MAX} bytes"
+            raise PayledgerError("response_too_large", message, response.status)
         headers_received = {name.lower(): value for name, value in response.headers.items()}
         return HttpResponse(response.status, headers_received, raw)
 
@@ -154,7 +151,7 @@ def _default_credentials(session: Session | None) -> Credentials:
     """botocore's default chain: environment, profile, SSO, container or instance role…"""
     credentials = session.get_credentials() if session is not None else None
     if credentials is None:
-        raise ConfigurationError(
+        raise ConfigurationError.client_side(
             "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
             "AWS_SESSION_TOKEN), AWS_PROFILE, or pass credentials="
         )

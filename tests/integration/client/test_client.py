@@ -131,8 +131,10 @@ def test_throttling_and_unavailability_are_retried_then_succeed(
     result = initiate(client, "pay-busy")
     assert result.replayed is False
     assert [headers["idempotency-key"] for headers in api.received] == [result.idempotency_key] * 3
-    dates = [headers["authorization"] for headers in api.received]
-    assert all(date.startswith("AWS4-HMAC-SHA256 Credential=AKIACLIENTTESTS/") for date in dates)
+    signatures = [headers["authorization"] for headers in api.received]
+    assert all(
+        signed.startswith("AWS4-HMAC-SHA256 Credential=AKIACLIENTTESTS/") for signed in signatures
+    )
 
 
 def test_retries_are_bounded(api: ApiServer) -> None:
