@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,3 +285,14 @@ def test_curl_signs_as_docs_client_md_shows(api: ApiServer) -> None:
         check=True,
     )
     assert json.loads(read.stdout)["payment"]["amount"] == "12.34"
+
+
+def test_the_python_example_of_docs_client_md_runs(
+    api: ApiServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = (Path(__file__).resolve().parents[3] / "docs" / "client.md").read_text()
+    example = document.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "http://127.0.0.1:8321/local" in example
+    exec(example.replace("http://127.0.0.1:8321/local", api.url), {})  # noqa: S102
+    # The API in this process logs to stdout too; the example prints last.
+    assert capsys.readouterr().out.splitlines()[-1].startswith("invalid_transition 422 ")
