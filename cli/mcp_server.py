@@ -191,13 +191,20 @@ class PaymentTools:
         ] = None,
         version: Annotated[int | None, Field(description="The payment after this version")] = None,
         as_of: Annotated[str | None, Field(description="As recorded at this ISO-8601 time")] = None,
+        consistent: Annotated[
+            bool, Field(description="Fold the events instead of reading the read model")
+        ] = False,
     ) -> CallToolResult:
         """The payment now (at least min_version, e.g. the version a command returned), after a
         given version, or as recorded at a given time."""
         return _answer(
             lambda: {
                 "payment": self._client.get_payment(
-                    payment_id, min_version=min_version, version=version, as_of=as_of
+                    payment_id,
+                    min_version=min_version,
+                    version=version,
+                    as_of=as_of,
+                    consistent=consistent,
                 )
             }
         )

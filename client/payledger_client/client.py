@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from botocore.credentials import Credentials
 
-from payledger_client.errors import error_from_response
+from payledger_client.errors import PayledgerError, error_from_response
 from payledger_client.transport import HttpResponse, Transport
 from payledger_client.types import CommandResult, Event, Page, Payment, RiskDecision, Status
 
@@ -314,7 +314,11 @@ def _document(response: HttpResponse) -> dict[str, Any]:
         raise error_from_response(
             response.status, response.body, response.headers.get("x-amzn-errortype")
         )
-    return cast(dict[str, Any], response.json())
+    try:
+        return cast(dict[str, Any], response.json())
+    except ValueError as exc:
+        message = f"HTTP {response.status} with a body that is not JSON"
+        raise PayledgerError("unexpected_response", message, response.status) from exc
 
 
 def _payment_path(payment_id: str, action: str | None = None) -> str:
