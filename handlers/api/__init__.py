@@ -38,13 +38,19 @@ Modules: ``resolver`` (the Powertools resolver, its logger, tracer and metrics, 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handlers.api import errors, routes  # noqa: F401  importing them registers them on ``app``
+from handlers.api import dependencies, errors, routes  # noqa: F401  importing registers routes
 from handlers.api.resolver import app, logger, metrics, tracer
+
+# Inside Lambda, build the clients during the init phase, not on the first request; elsewhere
+# (the OpenAPI document, tests) nothing is built until a route needs it.
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    dependencies.wire()
 
 
 @logger.inject_lambda_context(
