@@ -759,6 +759,9 @@ class MerchantPayments:
         self.payment_ids: list[str] = []
         self.calls: list[tuple[str, int, str | None, MerchantPosition | None]] = []
 
+    def read_payment(self, payment_id: str, *, consistent: bool = True) -> None:
+        """Never projected: reads of one payment fold its events."""
+
     def list_merchant_payments(
         self,
         merchant_id: str,
