@@ -1139,6 +1139,38 @@ def fuzz_service() -> PaymentService:
     return service
 
 
+cursor_documents = st.fixed_dictionaries(
+    {},
+    optional={"m": json_values, "s": json_values, "u": json_values, "p": json_values},
+).map(lambda document: json.dumps(document, allow_nan=True).encode())
+odd_cursors = st.one_of(
+    text,
+    st.binary(max_size=60).map(lambda data: base64.urlsafe_b64encode(data).decode()),
+    cursor_documents.map(lambda data: base64.urlsafe_b64encode(data).decode().rstrip("=")),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    merchant_id=odd_ids,
+    query=st.dictionaries(
+        st.sampled_from(["status", "limit", "cursor"]),
+        odd_cursors | st.integers(-5, 500).map(str) | st.sampled_from(["approved", *WITH_PAN]),
+    ),
+)
+def test_no_listing_query_causes_a_5xx(merchant_id: str, query: dict[str, str]) -> None:
+    service = PaymentService(MemoryEventStore(), clock=FakeClock(), sleep=lambda _: None)
+    with pytest.MonkeyPatch.context() as patch:
+        use_service(patch, service)
+        patch.setitem(
+            app.dependency_overrides, payment_state_reader, lambda: MerchantPayments(service)
+        )
+        reply = invoke(rest_event("GET", f"/merchants/{merchant_id}/payments", query=query))
+    assert reply.status < 500, reply.body
+    assert reply.status in (200, 400, 404), reply.body
+    assert not contains_pan(json.dumps(reply.body.get("error", {})))
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_dependencies() -> Iterator[None]:
     yield
