@@ -1,6 +1,6 @@
 """The ``payledger`` command line (typer + rich): payment commands, history, replay, trace,
-demo, the MCP server (``payledger mcp``), the archive and auditors' queries, digests, proofs and
-verification.
+demo, the OpenAPI document (``payledger api openapi``), the MCP server (``payledger mcp``), the
+archive and auditors' queries, digests, proofs and verification.
 
 Every command finds its resources the same way (``cli.common.resolve``): with ``--stack NAME``,
 the outputs of a deployed stack; else the environment, if it names any (``EVENTS_TABLE``,
@@ -14,10 +14,22 @@ codes: ``cli.exit_codes``, shown by ``payledger --help``.
 from __future__ import annotations
 
 # Importing a command module registers its commands on ``app``.
-from cli import archive, demo, history, local, mcp, pay, verify, views
+from cli import api, archive, demo, history, local, mcp, pay, verify, views
 from cli.common import app
 
-__all__ = ["app", "archive", "demo", "history", "local", "main", "mcp", "pay", "verify", "views"]
+__all__ = [
+    "api",
+    "app",
+    "archive",
+    "demo",
+    "history",
+    "local",
+    "main",
+    "mcp",
+    "pay",
+    "verify",
+    "views",
+]
 
 
 def main() -> None:

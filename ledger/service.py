@@ -43,7 +43,8 @@ from ledger.store import EventStore
 
 RETRIES_MAX = 5
 RETRY_BACKOFF_MAX_S = 0.02
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]+$")
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"  # printable ASCII without spaces
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

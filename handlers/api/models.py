@@ -1,15 +1,47 @@
-"""The API's request and response models (types only: the domain commands validate values)."""
+"""The API's request and response models. They check JSON types only: the domain commands
+validate values. The constraints the domain checks (id and amount patterns, sizes, currencies)
+are stated in the OpenAPI document from the domain's own constants, without being enforced here,
+so a value the domain refuses still gets the domain's error code (``limit_exceeded``…)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler.openapi.params import Header
-from pydantic import BaseModel, ConfigDict, Field
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from ledger.domain.events import RiskDecision
+from ledger.domain.limits import (
+    ID_CHARS_MAX,
+    IDEMPOTENCY_KEY_CHARS_MAX,
+    METADATA_KEY_CHARS_MAX,
+    METADATA_KEYS_MAX,
+    METADATA_VALUE_CHARS_MAX,
+    TEXT_CHARS_MAX,
+)
+from ledger.domain.money import AMOUNT_PATTERN, AMOUNT_TEXT_CHARS_MAX, CURRENCY_EXPONENTS
 from ledger.domain.payment import Status
-from ledger.envelope import ActorKind
+from ledger.domain.validation import ID_PATTERN, METADATA_KEY_PATTERN, SCORE_PATTERN
+from ledger.envelope import ACTOR_KINDS, ActorKind
+from ledger.service import IDEMPOTENCY_KEY_PATTERN
+
+ID_SCHEMA = {"pattern": ID_PATTERN, "maxLength": ID_CHARS_MAX}
+
+
+def _documented(**schema: Any) -> Any:
+    """A string type stating ``schema`` in the document only (the domain enforces it)."""
+    return Field(json_schema_extra=schema)
+
+
+Id = Annotated[str, _documented(**ID_SCHEMA)]
+Text = Annotated[str, _documented(maxLength=TEXT_CHARS_MAX)]
+Amount = Annotated[str, _documented(pattern=AMOUNT_PATTERN, maxLength=AMOUNT_TEXT_CHARS_MAX)]
+Currency = Annotated[str, _documented(enum=sorted(CURRENCY_EXPONENTS))]
+Score = Annotated[str, _documented(pattern=SCORE_PATTERN)]
+Timestamp = Annotated[str, _documented(format="date-time")]
+ActorHeader = Annotated[str, _documented(pattern=f"^({'|'.join(ACTOR_KINDS)}):{ID_PATTERN[1:]}")]
+PaymentIdPath = Annotated[str, Path(description="The payment's id", json_schema_extra=ID_SCHEMA)]
+MerchantIdPath = Annotated[str, Path(description="The merchant's id", json_schema_extra=ID_SCHEMA)]
 
 
 class _Body(BaseModel):
@@ -20,10 +52,16 @@ _SCALARS = ("string", "integer", "boolean", "null")
 
 
 def _metadata() -> Any:
+    values: list[JsonValue] = [{"type": "string", "maxLength": METADATA_VALUE_CHARS_MAX}]
+    values += [{"type": t} for t in _SCALARS[1:]]
     return Field(
         default_factory=dict,
-        description="Flat map to string, integer, boolean or null values (at most 32 keys)",
-        json_schema_extra={"additionalProperties": {"anyOf": [{"type": t} for t in _SCALARS]}},
+        description="Flat map to string, integer, boolean or null values",
+        json_schema_extra={
+            "maxProperties": METADATA_KEYS_MAX,
+            "propertyNames": {"pattern": METADATA_KEY_PATTERN, "maxLength": METADATA_KEY_CHARS_MAX},
+            "additionalProperties": {"anyOf": values},
+        },
     )
 
 
@@ -32,52 +70,54 @@ def _amount() -> Any:
 
 
 class InitiatePaymentBody(_Body):
-    payment_id: str = Field(description="Chosen by the client, so a retried create is safe")
-    amount: str = _amount()
-    currency: str = Field(description="ISO 4217 code, e.g. EUR")
-    merchant_id: str
-    customer_id: str
-    description: str | None = None
+    payment_id: Id = Field(description="Chosen by the client, so a retried create is safe")
+    amount: Amount = _amount()
+    currency: Currency = Field(description="ISO 4217 code, e.g. EUR")
+    merchant_id: Id
+    customer_id: Id
+    description: Text | None = None
     metadata: dict[str, Any] = _metadata()
 
 
 class AssessRiskBody(_Body):
     decision: RiskDecision
-    score: str = Field(description='Decimal string from 0 to 1, e.g. "0.12"')
-    reason: str
+    score: Score = Field(description='Decimal string from 0 to 1, e.g. "0.12"')
+    reason: Text
     metadata: dict[str, Any] = _metadata()
 
 
 class AuthorizePaymentBody(_Body):
-    processor: str | None = None
-    reference: str | None = None
-    hold_until: str | None = Field(default=None, description="ISO-8601 with zone; default 7 days")
+    processor: Id | None = None
+    reference: Text | None = None
+    hold_until: Timestamp | None = Field(
+        default=None, description="ISO-8601 with zone; default 7 days"
+    )
 
 
 class FailPaymentBody(_Body):
-    reason: str
-    processor: str | None = None
-    processor_code: str | None = None
+    reason: Text
+    processor: Id | None = None
+    processor_code: Text | None = None
 
 
 class CapturePaymentBody(_Body):
-    amount: str = _amount()
-    currency: str | None = Field(default=None, description="Must be the payment's currency")
+    amount: Amount = _amount()
+    currency: Currency | None = Field(default=None, description="Must be the payment's currency")
     final: bool = Field(default=False, description="Release what remains of the hold")
 
 
 class VoidPaymentBody(_Body):
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class RefundPaymentBody(_Body):
-    amount: str = _amount()
-    currency: str | None = Field(default=None, description="Must be the payment's currency")
-    reason: str | None = None
+    amount: Amount = _amount()
+    currency: Currency | None = Field(default=None, description="Must be the payment's currency")
+    reason: Text | None = None
 
 
 class SettlePaymentBody(_Body):
-    reference: str | None = None
+    reference: Text | None = None
 
 
 class ExpirePaymentBody(_Body):
@@ -89,12 +129,19 @@ class CommandHeaders(BaseModel):
 
     model_config = ConfigDict(strict=True)
 
-    idempotency_key: str = Field(description="Required: the same key and request never repeat")
-    x_actor: str | None = Field(default=None, description="KIND:ID, KIND agent|api|system|operator")
-    x_actor_model: str | None = None
-    x_actor_version: str | None = None
-    x_correlation_id: str | None = None
-    x_causation_id: str | None = None
+    idempotency_key: Annotated[
+        str,
+        _documented(
+            minLength=1, maxLength=IDEMPOTENCY_KEY_CHARS_MAX, pattern=IDEMPOTENCY_KEY_PATTERN
+        ),
+    ] = Field(description="Required: the same key and request never repeat (e.g. a UUID)")
+    x_actor: ActorHeader | None = Field(
+        default=None, description="KIND:ID, KIND agent|api|system|operator"
+    )
+    x_actor_model: Text | None = None
+    x_actor_version: Text | None = None
+    x_correlation_id: Id | None = None
+    x_causation_id: Id | None = None
 
 
 Headers = Annotated[CommandHeaders, Header()]
@@ -108,6 +155,14 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class GatewayError(BaseModel):
+    """API Gateway's own answer to a request it refuses before the API runs (403: unsigned, badly
+    signed or not allowed). ``AccessDeniedException`` spells the field ``Message``."""
+
+    message: str | None = None
+    denied: str | None = Field(default=None, alias="Message")
 
 
 class PaymentView(BaseModel):
@@ -180,3 +235,12 @@ class PaymentQueryResponse(PaymentResponse):
 
 class HistoryResponse(BaseModel):
     events: list[EventView]
+
+
+class MerchantPaymentsResponse(BaseModel):
+    payments: list[PaymentView] = Field(description="Most recently updated first")
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page; null when no payment follows. A page may "
+        "hold fewer than limit payments (a status filter reads a bounded part of the index per "
+        "request) and still have a next page"
+    )

@@ -17,6 +17,8 @@ from ledger.domain.errors import LedgerError
 from ledger.domain.validation import check_id
 
 CORRELATION_HEADER = "X-Correlation-Id"
+REPLAYED_HEADER = "Idempotent-Replayed"
+LOCATION_HEADER = "Location"
 OPERATION = "operation"  # app.context key: the (kind, name) of the request's command or query
 
 logger = make_logger()

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
+from handlers.api.cursors import CURSOR_CHARS_MAX, CURSOR_PATTERN, decode_cursor, encode_cursor
 from handlers.api.dependencies import PaymentStates, Service
 from handlers.api.errors import unsupported_media_type
 from handlers.api.models import (
@@ -25,6 +26,9 @@ from handlers.api.models import (
     Headers,
     HistoryResponse,
     InitiatePaymentBody,
+    MerchantIdPath,
+    MerchantPaymentsResponse,
+    PaymentIdPath,
     PaymentQueryResponse,
     RefundPaymentBody,
     SettlePaymentBody,
@@ -33,6 +37,8 @@ from handlers.api.models import (
 from handlers.api.openapi import openapi_document
 from handlers.api.resolver import (
     CORRELATION_HEADER,
+    LOCATION_HEADER,
+    REPLAYED_HEADER,
     app,
     count,
     json_response,
@@ -40,6 +46,7 @@ from handlers.api.resolver import (
     route,
     start,
 )
+from handlers.bootstrap import PAYMENT_STATE_TABLE_VARIABLE, ConfigurationError
 from ledger.codec import event_document
 from ledger.domain.errors import ValidationError
 from ledger.domain.payment import (
@@ -52,12 +59,15 @@ from ledger.domain.payment import (
     InitiatePayment,
     RefundPayment,
     SettlePayment,
+    Status,
     VoidPayment,
 )
+from ledger.domain.validation import check_id
 from ledger.envelope import Actor, ActorKind
 from ledger.service import CommandContext, CommandResult, PaymentService
+from projections.payment_state_reader import MERCHANT_PAGE_LIMIT_MAX
 
-REPLAYED_HEADER = "Idempotent-Replayed"
+MERCHANT_PAGE_LIMIT_DEFAULT = 50
 
 
 def _documented(status: int, description: str, model: type[BaseModel]) -> dict[int, Any]:
@@ -71,6 +81,7 @@ _COMMAND_RESPONSES = {
     **_documented(400, "validation_error, pan_detected or limit_exceeded", ErrorResponse),
     **_documented(404, "not_found", ErrorResponse),
     **_documented(409, "idempotency_conflict, concurrency_conflict, already_exists", ErrorResponse),
+    **_documented(415, "unsupported_media_type: send a JSON body", ErrorResponse),
     **_documented(422, "A payment rule forbids it (invalid_transition…)", ErrorResponse),
 }
 _QUERY_ERRORS = {
@@ -81,82 +92,96 @@ _QUERY_ERRORS = {
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
-def _command(rule: str) -> Callable[[_Handler], _Handler]:
-    return route("POST", rule, responses=_COMMAND_RESPONSES, tags=["commands"])
+def _command(rule: str, operation_id: str) -> Callable[[_Handler], _Handler]:
+    return route(
+        "POST", rule, operation_id=operation_id, responses=_COMMAND_RESPONSES, tags=["commands"]
+    )
 
 
 # ── Commands ────────────────────────────────────────────────────────────────────────────────
 
 
-@_command("/payments")
+@_command("/payments", "initiatePayment")
 def initiate_payment(
     body: InitiatePaymentBody, headers: Headers, service: Service
 ) -> Response[Any]:
     """Initiate a payment (the client chooses its id)."""
     response = _execute(service, InitiatePayment, headers, body)
-    response.headers["Location"] = f"/payments/{body.payment_id}"
+    response.headers[LOCATION_HEADER] = f"/payments/{body.payment_id}"
     return response
 
 
-@_command("/payments/<payment_id>/risk-assessments")
+@_command("/payments/<payment_id>/risk-assessments", "assessRisk")
 def assess_risk(
-    payment_id: str, body: AssessRiskBody, headers: Headers, service: Service
+    payment_id: PaymentIdPath, body: AssessRiskBody, headers: Headers, service: Service
 ) -> Response[Any]:
     """Record a risk decision (approve, review or decline) with its score and reason."""
     return _execute(service, AssessRisk, headers, body, payment_id=payment_id)
 
 
-@_command("/payments/<payment_id>/authorization")
+@_command("/payments/<payment_id>/authorization", "authorizePayment")
 def authorize_payment(
-    payment_id: str, headers: Headers, service: Service, body: AuthorizePaymentBody | None = None
+    payment_id: PaymentIdPath,
+    headers: Headers,
+    service: Service,
+    body: AuthorizePaymentBody | None = None,
 ) -> Response[Any]:
     """Authorize an approved payment: a hold on its amount until ``hold_until``."""
     return _execute(service, AuthorizePayment, headers, body, payment_id=payment_id)
 
 
-@_command("/payments/<payment_id>/failure")
+@_command("/payments/<payment_id>/failure", "failPayment")
 def fail_payment(
-    payment_id: str, body: FailPaymentBody, headers: Headers, service: Service
+    payment_id: PaymentIdPath, body: FailPaymentBody, headers: Headers, service: Service
 ) -> Response[Any]:
     """Record that the processor refused an approved payment."""
     return _execute(service, FailPayment, headers, body, payment_id=payment_id)
 
 
-@_command("/payments/<payment_id>/captures")
+@_command("/payments/<payment_id>/captures", "capturePayment")
 def capture_payment(
-    payment_id: str, body: CapturePaymentBody, headers: Headers, service: Service
+    payment_id: PaymentIdPath, body: CapturePaymentBody, headers: Headers, service: Service
 ) -> Response[Any]:
     """Capture part or all of the authorized amount (several captures allowed)."""
     return _execute(service, CapturePayment, headers, body, payment_id=payment_id)
 
 
-@_command("/payments/<payment_id>/void")
+@_command("/payments/<payment_id>/void", "voidPayment")
 def void_payment(
-    payment_id: str, headers: Headers, service: Service, body: VoidPaymentBody | None = None
+    payment_id: PaymentIdPath,
+    headers: Headers,
+    service: Service,
+    body: VoidPaymentBody | None = None,
 ) -> Response[Any]:
     """Release what remains of the authorization hold."""
     return _execute(service, VoidPayment, headers, body, payment_id=payment_id)
 
 
-@_command("/payments/<payment_id>/refunds")
+@_command("/payments/<payment_id>/refunds", "refundPayment")
 def refund_payment(
-    payment_id: str, body: RefundPaymentBody, headers: Headers, service: Service
+    payment_id: PaymentIdPath, body: RefundPaymentBody, headers: Headers, service: Service
 ) -> Response[Any]:
     """Refund part or all of the captured amount."""
     return _execute(service, RefundPayment, headers, body, payment_id=payment_id)
 
 
-@_command("/payments/<payment_id>/settlement")
+@_command("/payments/<payment_id>/settlement", "settlePayment")
 def settle_payment(
-    payment_id: str, headers: Headers, service: Service, body: SettlePaymentBody | None = None
+    payment_id: PaymentIdPath,
+    headers: Headers,
+    service: Service,
+    body: SettlePaymentBody | None = None,
 ) -> Response[Any]:
     """Settle the net captured amount with the merchant."""
     return _execute(service, SettlePayment, headers, body, payment_id=payment_id)
 
 
-@_command("/payments/<payment_id>/expiry")
+@_command("/payments/<payment_id>/expiry", "expirePayment")
 def expire_payment(
-    payment_id: str, headers: Headers, service: Service, body: ExpirePaymentBody | None = None
+    payment_id: PaymentIdPath,
+    headers: Headers,
+    service: Service,
+    body: ExpirePaymentBody | None = None,
 ) -> Response[Any]:
     """Release the hold of an authorization whose ``hold_until`` has passed."""
     return _execute(service, ExpirePayment, headers, body, payment_id=payment_id)
@@ -237,11 +262,12 @@ def _command_response(result: CommandResult) -> Response[Any]:
 @route(
     "GET",
     "/payments/<payment_id>",
+    operation_id="getPayment",
     responses={**_documented(200, "The payment", PaymentQueryResponse), **_QUERY_ERRORS},
     tags=["queries"],
 )
 def get_payment(
-    payment_id: str,
+    payment_id: PaymentIdPath,
     service: Service,
     payment_states: PaymentStates,
     version: Annotated[int | None, Query(description="The payment after this version")] = None,
@@ -275,15 +301,65 @@ def get_payment(
 @route(
     "GET",
     "/payments/<payment_id>/events",
+    operation_id="getPaymentEvents",
     responses={**_documented(200, "Every event, oldest first", HistoryResponse), **_QUERY_ERRORS},
     tags=["queries"],
 )
-def get_payment_events(payment_id: str, service: Service) -> Response[Any]:
+def get_payment_events(payment_id: PaymentIdPath, service: Service) -> Response[Any]:
     """The payment's whole history: every event with its envelope and hash chain."""
     start("Query", "GetPaymentEvents")
     events = service.load(payment_id)
     count("QuerySucceeded", query="GetPaymentEvents")
     return json_response(HTTPStatus.OK, {"events": [event_document(event) for event in events]})
+
+
+@route(
+    "GET",
+    "/merchants/<merchant_id>/payments",
+    operation_id="listMerchantPayments",
+    responses={
+        **_documented(200, "A page of the merchant's payments", MerchantPaymentsResponse),
+        **_documented(
+            400, "validation_error (a cursor for another merchant or filter…)", ErrorResponse
+        ),
+    },
+    tags=["queries"],
+)
+def list_merchant_payments(
+    merchant_id: MerchantIdPath,
+    payment_states: PaymentStates,
+    status: Annotated[Status | None, Query(description="Only payments in this status")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MERCHANT_PAGE_LIMIT_MAX, description="At most this many payments")
+    ] = MERCHANT_PAGE_LIMIT_DEFAULT,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=CURSOR_CHARS_MAX,
+            pattern=CURSOR_PATTERN,
+            description="The previous page's next_cursor, with the same status",
+        ),
+    ] = None,
+) -> Response[Any]:
+    """A merchant's payments, most recently updated first, a page at a time.
+
+    From the payment-state read model's ``by-merchant`` index (eventually consistent): one Query
+    for a page without a filter; with ``status``, at most ``MERCHANT_QUERY_PAGES_MAX`` Query pages
+    of ``MERCHANT_FILTERED_QUERY_ITEMS`` items each (``projections.payment_state_reader``).
+    """
+    start("Query", "ListMerchantPayments")
+    if payment_states is None:
+        raise ConfigurationError(f"this API has no read model: set {PAYMENT_STATE_TABLE_VARIABLE}")
+    check_id(merchant_id, "merchant_id")
+    after = None if cursor is None else decode_cursor(cursor, merchant_id, status)
+    page = payment_states.list_merchant_payments(merchant_id, limit, status=status, after=after)
+    next_cursor = (
+        None
+        if page.next_position is None
+        else encode_cursor(page.next_position, merchant_id, status)
+    )
+    count("QuerySucceeded", query="ListMerchantPayments")
+    return json_response(HTTPStatus.OK, {"payments": page.payments, "next_cursor": next_cursor})
 
 
 @route("GET", "/openapi.json", include_in_schema=False)

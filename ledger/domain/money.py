@@ -26,8 +26,9 @@ _EXPONENT_TWO = (
 ).split()
 CURRENCY_EXPONENTS: dict[str, int] = dict.fromkeys(_EXPONENT_TWO, 2) | _EXPONENT_NOT_TWO
 
-_AMOUNT_TEXT = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
-_AMOUNT_TEXT_CHARS_MAX = 40
+AMOUNT_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
+AMOUNT_TEXT_CHARS_MAX = 40
+_AMOUNT_TEXT = re.compile(AMOUNT_PATTERN)
 
 
 def currency_exponent(currency: str) -> int:
@@ -45,9 +46,9 @@ def parse_amount(text: str, currency: str) -> int:
     more than 2^63-1 minor units is ``limit_exceeded``.
     """
     exponent = currency_exponent(currency)
-    if len(text) > _AMOUNT_TEXT_CHARS_MAX or not _AMOUNT_TEXT.match(text):
+    if len(text) > AMOUNT_TEXT_CHARS_MAX or not _AMOUNT_TEXT.match(text):
         raise ValidationError(
-            f"amount {text[:_AMOUNT_TEXT_CHARS_MAX]!r} is not a plain decimal like 12.34"
+            f"amount {text[:AMOUNT_TEXT_CHARS_MAX]!r} is not a plain decimal like 12.34"
         )
     _, _, fraction = text.partition(".")
     if len(fraction) > exponent:

@@ -15,10 +15,14 @@ from ledger.domain.limits import (
 )
 from ledger.domain.pan import contains_pan
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+# The patterns are public for the API's OpenAPI document, which states what these checks accept.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+METADATA_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+SCORE_PATTERN = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"
+_ID = re.compile(ID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_METADATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_SCORE = re.compile(r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$")
+_METADATA_KEY = re.compile(METADATA_KEY_PATTERN)
+_SCORE = re.compile(SCORE_PATTERN)
 
 
 def check_id(value: str, field: str) -> str:

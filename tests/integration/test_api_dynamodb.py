@@ -149,3 +149,39 @@ def test_current_payment_comes_from_the_read_model_unless_it_lags(
     folded = client.get("/payments/pay-rm-1", {"consistent": "true"})
     assert folded.body["source"] == "events"
     assert client.get("/payments/nope").status == 404
+
+
+def test_listing_pages_through_the_merchant_index(
+    monkeypatch: pytest.MonkeyPatch, client: Client, store: DynamoDBEventStore, dynamodb_client: Any
+) -> None:
+    from devstack.template import create_table
+    from projections.payment_state import PaymentStateProjection
+    from projections.payment_state_reader import PaymentStateReader
+
+    create_table(dynamodb_client, "PaymentStateTable", "payment-state-listing")
+    states = PaymentStateProjection(dynamodb_client, "payment-state-listing", store)
+    use_payment_states(monkeypatch, PaymentStateReader(dynamodb_client, "payment-state-listing"))
+    for index in range(3):
+        client.initiate(f"pay-list-{index}")
+    client.post(
+        "/payments/pay-list-1/risk-assessments",
+        {"decision": "decline", "score": "0.9", "reason": "fraud"},
+    )
+    for index in range(3):
+        states.apply(store.load(payment_stream_id(f"pay-list-{index}")))
+
+    def ids(reply: Reply) -> list[str]:
+        assert reply.status == 200, reply.body
+        return [payment["payment_id"] for payment in reply.body["payments"]]
+
+    first = client.get("/merchants/m-1/payments", {"limit": "2"})
+    assert ids(first) == ["pay-list-1", "pay-list-2"]
+    rest = client.get(
+        "/merchants/m-1/payments", {"limit": "2", "cursor": first.body["next_cursor"]}
+    )
+    assert (ids(rest), rest.body["next_cursor"]) == (["pay-list-0"], None)
+    declined = client.get("/merchants/m-1/payments", {"status": "declined", "limit": "1"})
+    assert (ids(declined), declined.body["next_cursor"]) == (["pay-list-1"], None)
+    assert declined.body["payments"][0] == client.get("/payments/pay-list-1").body["payment"]
+    elsewhere = client.get("/merchants/m-2/payments", {"cursor": first.body["next_cursor"]})
+    assert (elsewhere.status, elsewhere.error_code) == (400, "validation_error")

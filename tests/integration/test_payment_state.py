@@ -43,8 +43,14 @@ from ledger.envelope import RecordedEvent, payment_stream_id
 from ledger.memory import MemoryEventStore
 from ledger.service import CommandContext, PaymentService, fold
 from ledger.store import EventStore
+from projections import payment_state_reader
 from projections.payment_state import PaymentStateProjection
-from projections.payment_state_reader import MERCHANT_INDEX, PaymentStateReader
+from projections.payment_state_reader import (
+    MERCHANT_INDEX,
+    MerchantPaymentsPage,
+    MerchantPosition,
+    PaymentStateReader,
+)
 from tests.stream_events import Shard, insert_event, insert_record, stream_event
 from tests.unit.conftest import AGENT, FakeClock
 
@@ -459,7 +465,23 @@ def _starve_batch_get(client: Any, table: str, *, times: int) -> Callable[[], in
 # ── Queries for the API ──────────────────────────────────────────────────────────────────────
 
 
-def test_the_merchant_index_lists_a_merchants_payments_by_time(
+def _ids(page: MerchantPaymentsPage) -> list[str]:
+    return [payment["payment_id"] for payment in page.payments]
+
+
+def _project_payments(
+    service: PaymentService,
+    clock: FakeClock,
+    projection: PaymentStateProjection,
+    payments: Sequence[tuple[str, str]],
+) -> None:
+    """Initiate each (payment id, merchant id) one second apart and project them."""
+    for payment_id, merchant_id in payments:
+        run(service, clock, [InitiatePayment(payment_id, "1.00", "EUR", merchant_id, "c-1")])
+    projection.apply([event for pid, _ in payments for event in service.load(pid)])
+
+
+def test_the_merchant_index_lists_a_merchants_payments_newest_first(
     reader: PaymentStateReader,
     service: PaymentService,
     clock: FakeClock,
@@ -467,11 +489,11 @@ def test_the_merchant_index_lists_a_merchants_payments_by_time(
     dynamodb_client: Any,
     state_table: str,
 ) -> None:
-    for payment_id, merchant_id in (("p-1", "m-1"), ("p-2", "m-1"), ("x-1", "m-2"), ("p-3", "m-1")):
-        run(service, clock, [InitiatePayment(payment_id, "1.00", "EUR", merchant_id, "c-1")])
+    _project_payments(
+        service, clock, projection, [("p-1", "m-1"), ("p-2", "m-1"), ("x-1", "m-2"), ("p-3", "m-1")]
+    )
     run(service, clock, [AssessRisk("p-1", "approve", "0.1", "ok")])  # p-1 updated last
-    events = [event for pid in ("p-1", "p-2", "x-1", "p-3") for event in service.load(pid)]
-    projection.apply(events)
+    projection.apply(service.load("p-1"))
     index = dynamodb_client.describe_table(TableName=state_table)["Table"]
     [gsi] = index["GlobalSecondaryIndexes"]
     assert (gsi["IndexName"], [key["AttributeName"] for key in gsi["KeySchema"]]) == (
@@ -479,21 +501,92 @@ def test_the_merchant_index_lists_a_merchants_payments_by_time(
         ["merchant_id", "updated_at"],
     )
 
-    def ids(payments: list[dict[str, Any]]) -> list[str]:
-        return [payment["payment_id"] for payment in payments]
-
     listed = reader.list_merchant_payments("m-1", limit=10)
-    assert ids(listed) == ["p-2", "p-3", "p-1"]
-    assert listed[-1] == expected(service.load("p-1"))
-    assert ids(reader.list_merchant_payments("m-1", 10, newest_first=True)) == [
-        "p-1",
-        "p-3",
-        "p-2",
+    assert (_ids(listed), listed.next_position) == (["p-1", "p-3", "p-2"], None)
+    assert listed.payments[0] == expected(service.load("p-1"))
+    first = reader.list_merchant_payments("m-1", 2)
+    assert _ids(first) == ["p-1", "p-3"]
+    p3 = listed.payments[1]
+    assert first.next_position == MerchantPosition(p3["updated_at"], "p-3")
+    rest = reader.list_merchant_payments("m-1", 2, after=first.next_position)
+    assert (_ids(rest), rest.next_position) == (["p-2"], None)
+    assert reader.list_merchant_payments("m-3", 10) == MerchantPaymentsPage([], None)
+    with pytest.raises(ValidationError):
+        reader.list_merchant_payments("not an id", 10)
+
+
+def test_a_last_page_of_exactly_limit_payments_has_no_next_position(
+    reader: PaymentStateReader,
+    service: PaymentService,
+    clock: FakeClock,
+    projection: PaymentStateProjection,
+    calls: Calls,
+) -> None:
+    _project_payments(service, clock, projection, [(f"p-{n}", "m-1") for n in range(4)])
+    calls.take()
+    first = reader.list_merchant_payments("m-1", 2)
+    assert (_ids(first), calls.take()) == (["p-3", "p-2"], {"Query": 1})
+    last = reader.list_merchant_payments("m-1", 2, after=first.next_position)
+    assert (_ids(last), last.next_position, calls.take()) == (["p-1", "p-0"], None, {"Query": 1})
+
+
+def test_a_status_filter_fills_pages_across_query_pages(
+    reader: PaymentStateReader,
+    service: PaymentService,
+    clock: FakeClock,
+    projection: PaymentStateProjection,
+    calls: Calls,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DynamoDB counts ``Limit`` before the filter: a page keeps querying until it has enough
+    matches, cuts at the last payment it returns, and resumes right after it."""
+    monkeypatch.setattr(payment_state_reader, "MERCHANT_FILTERED_QUERY_ITEMS", 3)
+    payments = [(f"p-{n:02}", "m-1") for n in range(12)]
+    _project_payments(service, clock, projection, payments)
+    approved = ["p-01", "p-04", "p-05", "p-09", "p-10"]
+    for payment_id in approved:
+        run(service, clock, [AssessRisk(payment_id, "approve", "0.1", "ok")])
+        projection.apply(service.load(payment_id))
+    newest_first = approved[::-1]
+    calls.take()
+
+    first = reader.list_merchant_payments("m-1", 2, status="approved")
+    assert _ids(first) == newest_first[:2]
+    assert calls.take() == {"Query": 1}  # 3 evaluated, 3 matched: two kept, one looked ahead
+    second = reader.list_merchant_payments("m-1", 2, status="approved", after=first.next_position)
+    assert _ids(second) == newest_first[2:4]
+    third = reader.list_merchant_payments("m-1", 2, status="approved", after=second.next_position)
+    assert (_ids(third), third.next_position) == (newest_first[4:], None)
+    calls.take()
+    initiated = reader.list_merchant_payments("m-1", 7, status="initiated")
+    assert _ids(initiated) == [
+        payment_id for payment_id, _ in reversed(payments) if payment_id not in approved
     ]
-    assert ids(reader.list_merchant_payments("m-1", 2)) == ["p-2", "p-3"]
-    since = listed[1]["updated_at"]
-    assert ids(reader.list_merchant_payments("m-1", 10, since)) == ["p-3", "p-1"]
-    assert reader.list_merchant_payments("m-3", 10) == []
+    assert (initiated.next_position, calls.take()) == (None, {"Query": 4})
+
+
+def test_a_filtered_page_stops_after_its_query_pages_with_a_position(
+    reader: PaymentStateReader,
+    service: PaymentService,
+    clock: FakeClock,
+    projection: PaymentStateProjection,
+    calls: Calls,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(payment_state_reader, "MERCHANT_FILTERED_QUERY_ITEMS", 2)
+    _project_payments(service, clock, projection, [("p-00", "m-1")])
+    run(service, clock, [AssessRisk("p-00", "decline", "0.9", "fraud")])
+    projection.apply(service.load("p-00"))
+    # Twelve newer payments: the pages' Query pages evaluate ten of them and match none.
+    _project_payments(service, clock, projection, [(f"p-{n:02}", "m-1") for n in range(1, 13)])
+    calls.take()
+
+    page = reader.list_merchant_payments("m-1", 5, status="declined")
+    assert calls.take() == {"Query": payment_state_reader.MERCHANT_QUERY_PAGES_MAX}
+    assert _ids(page) == []
+    assert page.next_position is not None  # not the end: the next page resumes after the ten
+    rest = reader.list_merchant_payments("m-1", 5, status="declined", after=page.next_position)
+    assert (_ids(rest), rest.next_position, calls.take()) == (["p-00"], None, {"Query": 2})
 
 
 def test_reading_a_payment_not_projected_yet_or_malformed(reader: PaymentStateReader) -> None:

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,23 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from devstack.agents import proxy_event
+from handlers.api import handler
+from handlers.api.dependencies import payment_service, payment_state_reader
+from handlers.api.models import (
+    AssessRiskBody,
+    AuthorizePaymentBody,
+    CapturePaymentBody,
+    CommandResponse,
+    EventView,
+    ExpirePaymentBody,
+    FailPaymentBody,
+    InitiatePaymentBody,
+    PaymentView,
+    RefundPaymentBody,
+    SettlePaymentBody,
+    VoidPaymentBody,
+)
+from handlers.api.resolver import app, logger
 from ledger.codec import event_document, verify_chain
 from ledger.domain.errors import ConcurrencyError
 from ledger.domain.limits import AMOUNT_MINOR_MAX, METADATA_KEYS_MAX
@@ -34,30 +52,13 @@ from ledger.domain.timestamps import format_timestamp
 from ledger.envelope import RecordedEvent, payment_stream_id
 from ledger.memory import MemoryEventStore
 from ledger.service import PaymentService
-from projections.payment_state_reader import PaymentStateReader
+from projections.payment_state_reader import (
+    MerchantPaymentsPage,
+    MerchantPosition,
+    PaymentStateReader,
+)
 from tests.lambda_context import FakeLambdaContext
 from tests.unit.conftest import START, FakeClock
-
-with pytest.MonkeyPatch.context() as _patch:
-    # The API wires its DynamoDB service at import (a client, no call); tests inject their own.
-    _patch.setenv("EVENTS_TABLE", "payledger-unit-tests-never-called")
-    from handlers.api import handler
-    from handlers.api.dependencies import payment_service, payment_state_reader
-    from handlers.api.models import (
-        AssessRiskBody,
-        AuthorizePaymentBody,
-        CapturePaymentBody,
-        CommandResponse,
-        EventView,
-        ExpirePaymentBody,
-        FailPaymentBody,
-        InitiatePaymentBody,
-        PaymentView,
-        RefundPaymentBody,
-        SettlePaymentBody,
-        VoidPaymentBody,
-    )
-    from handlers.api.resolver import app, logger
 
 PAN = "4111111111111111"
 API_KEY_ID = "key-abc123"
@@ -73,6 +74,7 @@ COMMAND_PATHS = {
     "ExpirePayment": "/payments/{id}/expiry",
 }
 QUERY_PATHS = ("/payments/{id}", "/payments/{id}/events")
+LISTING_PATH = "/merchants/{merchant_id}/payments"
 
 
 # ── API Gateway events and a small client ────────────────────────────────────────────────────
@@ -115,8 +117,10 @@ class Reply:
 
 
 def use_service(patch: pytest.MonkeyPatch, service: PaymentService) -> None:
-    """The routes run on ``service`` until ``patch`` is undone (Powertools' overrides)."""
+    """The routes run on ``service``, with no read model (queries fold the events) unless
+    ``use_payment_states`` gives one, until ``patch`` is undone (Powertools' overrides)."""
     patch.setitem(app.dependency_overrides, payment_service, lambda: service)
+    patch.setitem(app.dependency_overrides, payment_state_reader, lambda: None)
 
 
 def use_payment_states(patch: pytest.MonkeyPatch, states: PaymentStateReader) -> None:
@@ -205,11 +209,16 @@ def assert_error(reply: Reply, status: int, code: str) -> None:
 
 
 def test_importing_the_handler_needs_no_credentials_and_no_data_libraries() -> None:
-    """Module-level wiring creates a client (no call), with nothing but what Lambda sets."""
+    """In Lambda, importing wires the service and the reader (clients, no call) with nothing but
+    what Lambda sets; elsewhere importing builds nothing."""
     code = (
         "import sys, handlers.api\n"
+        "from handlers.api.dependencies import payment_service, payment_state_reader\n"
         "loaded = {'pyarrow', 'pandas', 'duckdb', 'awswrangler'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
+        "wired = [provider.cache_info().currsize for provider in (payment_service,\n"
+        "                                                         payment_state_reader)]\n"
+        "assert wired == [1, 1], wired\n"
     )
     environment = {
         "PATH": os.environ.get("PATH", ""),
@@ -220,6 +229,7 @@ def test_importing_the_handler_needs_no_credentials_and_no_data_libraries() -> N
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_LAMBDA_FUNCTION_NAME": "payledger-api",
     }
     root = Path(__file__).resolve().parents[2]
     completed = subprocess.run(
@@ -736,6 +746,156 @@ def test_card_numbers_in_rejected_requests_are_not_logged(
     assert PAN not in text
 
 
+# ── Listing a merchant's payments ────────────────────────────────────────────────────────────
+
+
+class MerchantPayments:
+    """The read model's listing over the memory store's payments, as the ``by-merchant`` index
+    orders them (the DynamoDB reader itself is tested in tests/integration/test_payment_state.py).
+    """
+
+    def __init__(self, service: PaymentService) -> None:
+        self._service = service
+        self.payment_ids: list[str] = []
+        self.calls: list[tuple[str, int, str | None, MerchantPosition | None]] = []
+
+    def read_payment(self, payment_id: str, *, consistent: bool = True) -> None:
+        """Never projected: reads of one payment fold its events."""
+
+    def list_merchant_payments(
+        self,
+        merchant_id: str,
+        limit: int,
+        *,
+        status: str | None = None,
+        after: MerchantPosition | None = None,
+    ) -> MerchantPaymentsPage:
+        self.calls.append((merchant_id, limit, status, after))
+        payments = [self._service.get(payment_id).to_dict() for payment_id in self.payment_ids]
+        payments.sort(key=lambda payment: (payment["updated_at"], payment["payment_id"]))
+        keys = [(p["updated_at"], p["payment_id"]) for p in payments[::-1]]
+        listed = [
+            payment
+            for payment, key in zip(payments[::-1], keys, strict=True)
+            if payment["merchant_id"] == merchant_id
+            and status in (None, payment["status"])
+            and (after is None or key < (after.updated_at, after.payment_id))
+        ]
+        page = listed[:limit]
+        more = len(listed) > limit
+        last = MerchantPosition(page[-1]["updated_at"], page[-1]["payment_id"]) if more else None
+        return MerchantPaymentsPage(page, last)
+
+
+@pytest.fixture
+def merchant_payments(
+    client: Client, service: PaymentService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> MerchantPayments:
+    """Five payments of m-1 (pay-l0 oldest … pay-l4 newest; pay-l1 and pay-l3 approved) and one
+    of m-2, listed by the API from a fake read model."""
+    states = MerchantPayments(service)
+    for index in range(5):
+        clock.advance(timedelta(seconds=1))
+        payment_id = f"pay-l{index}"
+        (client.approved if index in (1, 3) else client.initiate)(payment_id)
+        states.payment_ids.append(payment_id)
+    client.post("/payments", {**_INITIATE, "payment_id": "pay-other", "merchant_id": "m-2"})
+    states.payment_ids.append("pay-other")
+    monkeypatch.setitem(app.dependency_overrides, payment_state_reader, lambda: states)
+    return states
+
+
+_INITIATE = {"amount": "1.00", "currency": "EUR", "customer_id": "c-1"}
+
+
+def listed_ids(reply: Reply) -> list[str]:
+    assert reply.status == 200, reply.body
+    assert set(reply.body) == {"payments", "next_cursor"}
+    return [payment["payment_id"] for payment in reply.body["payments"]]
+
+
+def test_listing_pages_through_a_merchants_payments_newest_first(
+    client: Client, merchant_payments: MerchantPayments, service: PaymentService
+) -> None:
+    first = client.get("/merchants/m-1/payments", {"limit": "2"})
+    assert listed_ids(first) == ["pay-l4", "pay-l3"]
+    assert first.body["payments"][1] == service.get("pay-l3").to_dict()
+    PaymentView.model_validate(first.body["payments"][0])
+    cursor = first.body["next_cursor"]
+    assert isinstance(cursor, str)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
+    second = client.get("/merchants/m-1/payments", {"limit": "2", "cursor": cursor})
+    assert listed_ids(second) == ["pay-l2", "pay-l1"]
+    # The last page holds exactly ``limit`` payments: nothing follows it.
+    last = client.get(
+        "/merchants/m-1/payments", {"limit": "1", "cursor": second.body["next_cursor"]}
+    )
+    assert (listed_ids(last), last.body["next_cursor"]) == (["pay-l0"], None)
+    everything = client.get("/merchants/m-1/payments")
+    assert (len(listed_ids(everything)), everything.body["next_cursor"]) == (5, None)
+    assert merchant_payments.calls[-1][1] == 50  # the default limit
+    assert listed_ids(client.get("/merchants/m-9/payments")) == []
+
+
+def test_listing_filters_by_status_and_keeps_the_filter_in_the_cursor(
+    client: Client, merchant_payments: MerchantPayments
+) -> None:
+    first = client.get("/merchants/m-1/payments", {"status": "approved", "limit": "1"})
+    assert listed_ids(first) == ["pay-l3"]
+    cursor = first.body["next_cursor"]
+    rest = client.get(
+        "/merchants/m-1/payments", {"status": "approved", "limit": "1", "cursor": cursor}
+    )
+    assert (listed_ids(rest), rest.body["next_cursor"]) == (["pay-l1"], None)
+    assert merchant_payments.calls[-1][2] == "approved"
+    # The same cursor without its filter, or for another merchant, is refused.
+    assert_error(client.get("/merchants/m-1/payments", {"cursor": cursor}), 400, "validation_error")
+    other = client.get("/merchants/m-2/payments", {"status": "approved", "cursor": cursor})
+    assert_error(other, 400, "validation_error")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": "0"},
+        {"limit": "101"},
+        {"limit": "ten"},
+        {"status": "paid"},
+        {"cursor": "not a cursor"},
+        {"cursor": "x" * 513},
+        {"cursor": "bm90IGpzb24"},  # base64url of "not json"
+        {"cursor": base64.urlsafe_b64encode(b"[1, 2]").decode().rstrip("=")},
+        {"cursor": base64.urlsafe_b64encode(b'{"m":"m-1","s":null}').decode().rstrip("=")},
+        {
+            "cursor": base64.urlsafe_b64encode(
+                b'{"m":"m-1","s":null,"u":"yesterday","p":"pay-l1"}'
+            ).decode()
+        },
+        {
+            "cursor": base64.urlsafe_b64encode(
+                b'{"m":"m-1","s":null,"u":"2026-11-21T12:00:00.000000Z","p":"a b"}'
+            ).decode()
+        },
+    ],
+)
+def test_listing_refuses_a_bad_limit_status_or_cursor(
+    client: Client, merchant_payments: MerchantPayments, query: dict[str, str]
+) -> None:
+    assert_error(client.get("/merchants/m-1/payments", query), 400, "validation_error")
+    assert merchant_payments.calls == []
+
+
+def test_listing_refuses_a_malformed_merchant_id(
+    client: Client, merchant_payments: MerchantPayments
+) -> None:
+    reply = client.get(f"/merchants/{'m' * 65}/payments")
+    assert_error(reply, 400, "limit_exceeded")
+
+
+def test_listing_without_a_read_model_is_a_configuration_error(client: Client) -> None:
+    assert_error(client.get("/merchants/m-1/payments"), 500, "configuration_error")
+
+
 # ── OpenAPI ──────────────────────────────────────────────────────────────────────────────────
 
 
@@ -751,6 +911,7 @@ def test_openapi_lists_every_route(client: Client) -> None:
     }
     expected = {("POST", path.replace("{id}", "{payment_id}")) for path in COMMAND_PATHS.values()}
     expected |= {("GET", path.replace("{id}", "{payment_id}")) for path in QUERY_PATHS}
+    expected.add(("GET", LISTING_PATH))
     assert listed == expected
     capture = document["paths"]["/payments/{payment_id}/captures"]["post"]
     headers = {
@@ -766,9 +927,13 @@ def test_openapi_lists_every_route(client: Client) -> None:
         "x-correlation-id",
         "x-causation-id",
     } <= set(headers)
-    assert set(capture["responses"]) == {"200", "201", "400", "404", "409", "422"}
+    gateway = {"403", "429"}
+    assert (
+        set(capture["responses"])
+        == {"200", "201", "400", "404", "409", "415", "422", "500"} | gateway
+    )
     read = document["paths"]["/payments/{payment_id}"]["get"]
-    assert set(read["responses"]) == {"200", "400", "404"}  # never Powertools' 422
+    assert set(read["responses"]) == {"200", "400", "404", "500"} | gateway  # no Powertools 422
     assert {parameter["name"] for parameter in read["parameters"]} == {
         "payment_id",
         "version",
@@ -972,6 +1137,38 @@ def fuzz_service() -> PaymentService:
                 client.post(f"/payments/{payment_id}/captures", {"amount": "1.00"})
             assert client.get(f"/payments/{payment_id}").body["payment"]["status"] == state
     return service
+
+
+cursor_documents = st.fixed_dictionaries(
+    {},
+    optional={"m": json_values, "s": json_values, "u": json_values, "p": json_values},
+).map(lambda document: json.dumps(document, allow_nan=True).encode())
+odd_cursors = st.one_of(
+    text,
+    st.binary(max_size=60).map(lambda data: base64.urlsafe_b64encode(data).decode()),
+    cursor_documents.map(lambda data: base64.urlsafe_b64encode(data).decode().rstrip("=")),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    merchant_id=odd_ids,
+    query=st.dictionaries(
+        st.sampled_from(["status", "limit", "cursor"]),
+        odd_cursors | st.integers(-5, 500).map(str) | st.sampled_from(["approved", *WITH_PAN]),
+    ),
+)
+def test_no_listing_query_causes_a_5xx(merchant_id: str, query: dict[str, str]) -> None:
+    service = PaymentService(MemoryEventStore(), clock=FakeClock(), sleep=lambda _: None)
+    with pytest.MonkeyPatch.context() as patch:
+        use_service(patch, service)
+        patch.setitem(
+            app.dependency_overrides, payment_state_reader, lambda: MerchantPayments(service)
+        )
+        reply = invoke(rest_event("GET", f"/merchants/{merchant_id}/payments", query=query))
+    assert reply.status < 500, reply.body
+    assert reply.status in (200, 400, 404), reply.body
+    assert not contains_pan(json.dumps(reply.body.get("error", {})))
 
 
 @pytest.fixture(autouse=True)

@@ -38,7 +38,7 @@ with pytest.MonkeyPatch.context() as _patch:
     _patch.setenv("EVENTS_TABLE", "payledger-client-tests-never-called")
     from handlers.api import handler
     from handlers.api.dependencies import payment_service, payment_state_reader
-    from handlers.api.resolver import allowed_methods, app
+    from handlers.api.resolver import app
 
 STAGE = "local"
 REGION = "us-east-1"
@@ -99,10 +99,6 @@ def serve_read_model(monkeypatch: pytest.MonkeyPatch, read_model: object) -> Non
     """The API reads current payments from ``read_model`` (a ``PaymentStateReader``'s
     methods) until ``monkeypatch`` is undone; by default it has none and folds the events."""
     monkeypatch.setitem(app.dependency_overrides, payment_state_reader, lambda: read_model)
-
-
-def has_route(method: str, path: str) -> bool:
-    return method in allowed_methods(path)
 
 
 class _Gateway(BaseHTTPRequestHandler):

@@ -32,7 +32,7 @@ from payledger_client import (
     ThrottledError,
     ValidationError,
 )
-from tests.integration.client.conftest import ApiServer, has_route, serve_read_model
+from tests.integration.client.conftest import ApiServer, serve_read_model
 
 
 class LaggingReadModel:
@@ -228,13 +228,23 @@ def test_no_answer_at_all_fails_after_bounded_retries(api: ApiServer) -> None:
     assert isinstance(failed.value, PayledgerError)
 
 
-@pytest.mark.skipif(
-    not has_route("GET", "/merchants/m/payments"), reason="the API has no listing route yet"
-)
-def test_a_merchants_payments_are_paged_with_a_cursor(client: PayledgerClient) -> None:
+def test_a_merchants_payments_are_paged_with_a_cursor(
+    client: PayledgerClient, api: ApiServer, monkeypatch: pytest.MonkeyPatch, dynamodb_client: Any
+) -> None:
+    from devstack.template import create_table
+    from ledger.envelope import payment_stream_id
+    from projections.payment_state import PaymentStateProjection
+    from projections.payment_state_reader import PaymentStateReader
+
     for number in range(5):
         initiate(client, f"pay-page-{number}")
     client.assess_risk("pay-page-0", decision="decline", score="0.99", reason="fraud")
+    # The listing reads the payment-state read model: project the payments into one.
+    create_table(dynamodb_client, "PaymentStateTable", "payment-state-client")
+    projection = PaymentStateProjection(dynamodb_client, "payment-state-client", api.service.store)
+    for number in range(5):
+        projection.apply(api.service.store.load(payment_stream_id(f"pay-page-{number}")))
+    serve_read_model(monkeypatch, PaymentStateReader(dynamodb_client, "payment-state-client"))
     pages = [client.list_merchant_payments("m-client", limit=2)]
     while pages[-1].next_cursor is not None:
         pages.append(

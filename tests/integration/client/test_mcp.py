@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 
@@ -118,9 +117,6 @@ def test_payledger_mcp_serves_over_stdio_with_its_process_credentials(api: ApiSe
             "AWS_SESSION_TOKEN": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "PAYLEDGER_HOME": os.environ["PAYLEDGER_HOME"],
-            # Importing handlers.api.models runs handlers/api/__init__, which wires the API's
-            # service from the environment (see the xfail below); the server never uses it.
-            "EVENTS_TABLE": "payledger-mcp-never-called",
         },
         cwd=ROOT,
     )
@@ -136,11 +132,6 @@ def test_payledger_mcp_serves_over_stdio_with_its_process_credentials(api: ApiSe
     assert {headers["x-amz-security-token"] for headers in api.received} == {"testing"}
 
 
-@pytest.mark.xfail(
-    reason="importing handlers.api.models runs handlers/api/__init__.py, whose routes wire the "
-    "service from EVENTS_TABLE at import, so `payledger mcp` needs it set",
-    strict=True,
-)
 def test_the_tool_models_import_without_an_api_environment() -> None:
     environment = {
         name: value
