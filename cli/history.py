@@ -191,7 +191,8 @@ def trace(
             storage = archive_storage(options, archive_dir)
             found = find_events(storage, correlation_id=correlation_id, limit=TRACE_EVENTS_MAX)
         if not found:
-            raise NotFoundError(f"no event has correlation id {correlation_id}")
+            lag = f" in the archive: {ARCHIVE_LAG}" if source is HistorySource.archive else ""
+            raise NotFoundError(f"no event has correlation id {correlation_id}{lag}")
         load = history_loader(source, options, archive_dir)
         steps = trace_steps(
             found,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +182,16 @@ def test_ids_a_reader_copies_are_whole_in_80_columns(flow: PaymentService) -> No
         assert correlation_id in result.stdout, args
         assert "…" not in result.stdout, args
     assert event_id in narrow.invoke(cli.app, ["trace", correlation_id]).stdout
+
+
+def test_the_archive_says_it_lags_when_it_has_not_the_event(tmp_path: Path) -> None:
+    for args in (
+        ["replay", "split-a", "--source", "archive", "--archive-dir", str(tmp_path), "--json"],
+        ["trace", "order-7", "--source", "archive", "--archive-dir", str(tmp_path), "--json"],
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 5, result.output
+        error = json.loads(result.stdout)["error"]
+        assert error["code"] == "not_found"
+        assert "the archive lags the events table" in error["message"]
+        assert "--source dynamodb" in error["message"]
