@@ -36,7 +36,7 @@ PYTHON312 ?= $(shell for candidate in $$(command -v python3.12) \
     && { echo "$$candidate"; break; }; done)
 
 .DEFAULT_GOAL := test
-.PHONY: demo test bench lint fmt clean checkov-env sam-check
+.PHONY: demo test bench lint fmt docs clean checkov-env sam-check
 
 demo: $(INSTALLED)
 	$(BIN)/payledger demo
@@ -72,6 +72,10 @@ lint: $(INSTALLED)
 fmt: $(INSTALLED)
 	$(BIN)/ruff check --select I --fix .
 	$(BIN)/ruff format .
+
+# The reference under docs/ as a static site in site/, offline; --strict fails on a broken link.
+docs: $(INSTALLED)
+	$(BIN)/mkdocs build --strict
 
 # Caches and build output only; `rm -rf .venv` for a fresh bootstrap, `.payledger/` holds local
 # stack data.

@@ -220,7 +220,7 @@ def reports(ctx: typer.Context, json_output: JsonOption = False) -> None:
             return
         table = Table(title="reports", title_justify="left")
         for column in ("name", "parameters", "description"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for item in REPORTS:
             parameters = ", ".join(f"{p.name}={p.kind}" for p in item.parameters) or "—"
             table.add_row(item.name, parameters, item.description)
@@ -245,7 +245,7 @@ def _print_result(title: str, engine: str, result: Any, output: OutputFormat) ->
     else:
         table = Table(title=f"{title} ({engine})", title_justify="left")
         for column in result.columns:
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*("" if value is None else str(value) for value in row))
         table.caption = f"{len(rows):,} rows" + (" (truncated)" if result.truncated else "")

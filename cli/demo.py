@@ -136,7 +136,7 @@ def _status_table(result: DemoResult, plans: Sequence[PaymentPlan]) -> Table:
     planned = Counter(plan.status for plan in plans)
     table = Table(title="payments by status", title_justify="left")
     for header in ("status", "events (fold)", "read model", "PostgreSQL views", "planned"):
-        table.add_column(header, justify="left" if header == "status" else "right")
+        table.add_column(header, justify="left" if header == "status" else "right", overflow="fold")
     for status in sorted(set(fold) | set(read_model) | set(views), key=STATUS_ORDER.index):
         counts = (fold[status], read_model[status], views[status], planned[status])
         table.add_row(status, *(str(count) for count in counts))
@@ -164,7 +164,7 @@ def _totals_table(ledger: Ledger) -> Table:
     columns = ("payments", "authorized", "captured", "refunded", "settled")
     table.add_column("currency")
     for column in columns:
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", overflow="fold")
     for currency, counter in sorted(totals.items()):
         table.add_row(
             currency,
@@ -177,7 +177,11 @@ def _totals_table(ledger: Ledger) -> Table:
 def _postings_table(sums: PostingSums) -> Table:
     table = Table(title="postings per currency and phase", title_justify="left")
     for header in ("currency", "phase", "debits", "credits"):
-        table.add_column(header, justify="right" if header in ("debits", "credits") else "left")
+        table.add_column(
+            header,
+            justify="right" if header in ("debits", "credits") else "left",
+            overflow="fold",
+        )
     for currency, phase in sorted({(currency, phase) for currency, phase, _ in sums}):
         debits = sums.get((currency, phase, "debit"), 0)
         credits = sums.get((currency, phase, "credit"), 0)
@@ -200,7 +204,9 @@ def _audit_table(result: QueryResult) -> Table:
     )
     for column in result.columns:
         table.add_column(
-            column, justify="left" if column in ("merchant_id", "currency") else "right"
+            column,
+            justify="left" if column in ("merchant_id", "currency") else "right",
+            overflow="fold",
         )
     for row in result.rows:
         table.add_row(*("-" if value is None else str(value) for value in row))
@@ -211,7 +217,7 @@ def render_verdict(console: Console, checks: Sequence[Check], elapsed_s: float) 
     """Print every check and the verdict; the demo's exit code."""
     table = Table(title="checks", title_justify="left")
     for header in ("check", "result", "detail"):
-        table.add_column(header)
+        table.add_column(header, overflow="fold")
     for check in checks:
         result = (
             Text("not run", style="yellow")

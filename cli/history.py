@@ -39,13 +39,17 @@ from cli.render import (
 )
 from ledger.codec import event_document
 from ledger.domain.errors import NotFoundError, ValidationError
-from ledger.domain.limits import STREAM_EVENTS_MAX
 from ledger.domain.validation import check_id
 from ledger.envelope import PAYMENT_STREAM_PREFIX, RecordedEvent
-from ledger.service import PaymentSnapshot, recorded_by, replay_steps
+from ledger.service import PaymentSnapshot, recorded_by, replay_steps, up_to_version
 from ledger.store import EventReader
 
 TRACE_EVENTS_MAX = 10_000
+# Why an event the table has may be missing from the archive, said with every archive not_found.
+ARCHIVE_LAG = (
+    "the archive lags the events table by up to its Kinesis batching window (5 minutes on AWS),"
+    " and an event is archived only once its batch is written; --source dynamodb reads the table"
+)
 
 Loader = Callable[[str, int | None], list[RecordedEvent]]  # (payment id, version max) -> events
 
@@ -73,14 +77,15 @@ def history_loader(
 
     def load(payment_id: str, version_max: int | None) -> list[RecordedEvent]:
         check_id(payment_id, "payment_id")
-        events = [
-            event
-            for event in reader.payment_events(payment_id)
-            if version_max is None or event.version <= version_max
-        ]
+        events = reader.payment_events(payment_id)
         if not events:
-            raise NotFoundError(f"payment {payment_id} not found in the archive")
-        return events
+            raise NotFoundError(f"payment {payment_id} not found in the archive: {ARCHIVE_LAG}")
+        if version_max is None:
+            return events
+        try:
+            return up_to_version(events, version_max)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{exc.message} in the archive: {ARCHIVE_LAG}") from exc
 
     return load
 
@@ -133,8 +138,7 @@ def replay(
         if version is not None and version < 1:
             raise ValidationError("version must be 1 or more")
         check_id(payment_id, "payment_id")
-        version_max = None if version is None else min(version, STREAM_EVENTS_MAX)
-        events = history_loader(source, options, archive_dir)(payment_id, version_max)
+        events = history_loader(source, options, archive_dir)(payment_id, version)
         if as_of is not None:
             events = recorded_by(events, as_of)
         steps = replay_steps(events)
@@ -187,7 +191,8 @@ def trace(
             storage = archive_storage(options, archive_dir)
             found = find_events(storage, correlation_id=correlation_id, limit=TRACE_EVENTS_MAX)
         if not found:
-            raise NotFoundError(f"no event has correlation id {correlation_id}")
+            lag = f" in the archive: {ARCHIVE_LAG}" if source is HistorySource.archive else ""
+            raise NotFoundError(f"no event has correlation id {correlation_id}{lag}")
         load = history_loader(source, options, archive_dir)
         steps = trace_steps(
             found,

@@ -18,16 +18,21 @@ from ledger.service import PaymentSnapshot
 
 
 def history_table(events: Sequence[RecordedEvent]) -> Table:
-    """One row per event: what happened, when, who and why, the amount it moved and its hash
-    (four columns: it reads in an 80 column terminal)."""
+    """One row per event: what happened, when, who and why, then the amount it moved over its
+    hash. Three columns, so that in an 80 column terminal every id still fits whole on its line;
+    a longer one wraps, never cut."""
     title = f"payment {payment_id_of(events[0].stream_id)}" if events else "payment"
     table = Table(title=title, title_justify="left", show_lines=True)
     table.add_column("v", justify="right")
-    table.add_column("event: when, who, why (correlation / causation)")
-    table.add_column("amount", justify="right", no_wrap=True)
-    table.add_column("hash", no_wrap=True)
+    table.add_column("event: when, who, why (correlation / causation)", overflow="fold")
+    table.add_column("amount / hash", justify="right", overflow="fold")
     for event in events:
-        table.add_row(str(event.version), _event_cell(event), _event_amount(event), _hash(event))
+        amount = _event_amount(event)
+        table.add_row(
+            str(event.version),
+            _event_cell(event),
+            f"{amount}\n{_hash(event)}" if amount else _hash(event),
+        )
     return table
 
 
@@ -56,18 +61,18 @@ _HASH_CHARS_SHOWN = 12
 
 def replay_table(steps: Sequence[tuple[RecordedEvent, PaymentSnapshot]]) -> Table:
     """One row per event: what happened, who did it, when and why, then the payment's state after
-    it with the fields the event changed in bold yellow. Three columns, so it reads in an 80
-    column terminal as in a wide one."""
+    it, one field a line, with the fields the event changed in bold yellow. The state column is
+    narrow, so that in an 80 column terminal the event column keeps a whole UUID on its line."""
     title = f"payment {steps[0][1].state.payment_id} replayed" if steps else "replay"
     table = Table(title=title, title_justify="left", show_lines=True)
     table.add_column("v", justify="right")
-    table.add_column("event: when, who, why (correlation / causation)")
-    table.add_column("state after (changed in bold yellow)")
+    table.add_column("event: when, who, why (correlation / causation)", overflow="fold")
+    table.add_column("state after (changes in bold)", overflow="fold")
     for (event, _), fields in zip(steps, replay_fields(steps), strict=True):
         state = Text()
         for index, (label, value, changed) in enumerate(fields):
             if index:
-                state.append("  ")
+                state.append("\n")
             state.append(f"{label} {value}", style="bold yellow" if changed else "")
         table.add_row(str(event.version), _event_cell(event), state)
     return table
@@ -112,24 +117,19 @@ def changed_fields(previous: dict[str, Any] | None, current: dict[str, Any]) -> 
 def trace_table(
     correlation_id: str, steps: Sequence[tuple[RecordedEvent, PaymentSnapshot]]
 ) -> Table:
-    """Every event of one flow across payments, in order: who acted, on what, caused by what."""
-    table = Table(title=f"flow {correlation_id}", title_justify="left")
-    table.add_column("recorded at", no_wrap=True)
-    table.add_column("payment")
-    table.add_column("v", justify="right")
-    table.add_column("event")
-    table.add_column("actor")
-    table.add_column("event id / caused by")
-    table.add_column("status after")
+    """Every event of one flow across payments, in order: who acted, on what, caused by what.
+    Two columns of stacked lines, so that full event ids fit whole in an 80 column terminal."""
+    table = Table(title=f"flow {correlation_id}", title_justify="left", show_lines=True)
+    table.add_column("recorded at, status after", overflow="fold")
+    table.add_column("event, payment, actor, event id, caused by", overflow="fold")
     for event, snapshot in steps:
         table.add_row(
-            event.recorded_at,
-            payment_id_of(event.stream_id),
-            str(event.version),
-            event.event_type,
-            Text(_actor_text(event.actor)),
-            Text(f"{_short(event.event_id)} / {_short(event.causation_id or '-')}"),
-            snapshot.state.status,
+            f"{event.recorded_at}\n{snapshot.state.status}",
+            Text.assemble(
+                (f"{event.event_type} v{event.version}", "bold"),
+                f"\n{payment_id_of(event.stream_id)}\n{_actor_text(event.actor)}"
+                f"\n{event.event_id}\ncaused by {event.causation_id or '-'}",
+            ),
         )
     return table
 
@@ -142,7 +142,7 @@ def payment_table(payment: PaymentSnapshot) -> Table:
         title=f"payment {payment.state.payment_id}", title_justify="left", show_header=False
     )
     table.add_column("field", style="dim")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for name, value in document.items():
         if value is None or value == 0 or name in _PAYMENT_FIELDS_HIDDEN:
             continue
@@ -192,9 +192,5 @@ def _actor_text(actor: Actor) -> str:
 
 
 def _why(event: RecordedEvent) -> str:
-    return f"{_short(event.correlation_id)} / {_short(event.causation_id or '-')}"
-
-
-def _short(identifier: str) -> str:
-    # uuid7 ids share their leading timestamp digits within a flow: the tail tells them apart.
-    return identifier if len(identifier) <= 12 else "…" + identifier[-8:]
+    # Whole ids, each on its own line: they are what a reader copies into `trace` or a query.
+    return f"{event.correlation_id} /\n{event.causation_id or '-'}"

@@ -170,7 +170,7 @@ def rebuild_table(report: RebuildReport) -> Table:
         f"{verdict} {report.live_schema}"
     )
     for column in ("table", "live rows", "rebuilt rows", "checksum"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for name, rebuilt in report.rebuilt.items():
         live = report.live.get(name)
         same = live == rebuilt

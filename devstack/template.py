@@ -8,7 +8,13 @@ from typing import Any
 
 import yaml
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+# An installed wheel carries the template inside this package; a clone has it at its root.
+_PACKAGED_TEMPLATE = Path(__file__).resolve().parent / "template.yaml"
+TEMPLATE_PATH = (
+    _PACKAGED_TEMPLATE
+    if _PACKAGED_TEMPLATE.is_file()
+    else Path(__file__).resolve().parent.parent / "template.yaml"
+)
 _FUNCTIONS_WITH_LIST_ARGUMENT = {"GetAtt"}
 # Short forms whose long form is not ``Fn::<name>``.
 _PLAIN_NAMES = {"Ref", "Condition"}

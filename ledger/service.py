@@ -154,6 +154,18 @@ def replay_steps(events: Sequence[RecordedEvent]) -> list[tuple[RecordedEvent, P
     return steps
 
 
+def up_to_version(events: Sequence[RecordedEvent], version_max: int) -> list[RecordedEvent]:
+    """The events of a stream prefix with ``version <= version_max``. A version the stream has
+    not reached is ``NotFoundError``, not the latest state: a caller asking for version 99 of a
+    payment with 7 events must not read version 7 as if it were 99."""
+    prefix = [event for event in events if event.version <= version_max]
+    if not prefix or prefix[-1].version < version_max:
+        name = payment_id_of(events[0].stream_id) if events else "?"
+        last = prefix[-1].version if prefix else 0
+        raise NotFoundError(f"payment {name} has no version {version_max} (its last is {last})")
+    return prefix
+
+
 def recorded_by(events: Sequence[RecordedEvent], as_of: str) -> list[RecordedEvent]:
     """The leading run of a stream's ``events`` recorded at or before ``as_of`` (ISO-8601):
     writers' clocks may disagree, and a later version stamped earlier must not leave a gap in
@@ -214,16 +226,19 @@ class PaymentService:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def load(self, payment_id: str, *, version_max: int | None = None) -> list[RecordedEvent]:
+        """The payment's events up to ``version_max`` (default: all); ``NotFoundError`` if the
+        payment does not exist or has not reached ``version_max``."""
         check_id(payment_id, "payment_id")
+        stored_max = None
         if version_max is not None:
             if version_max < 1:
                 raise ValidationError("version must be 1 or more")
             # No stream is longer; DynamoDB refuses numbers of more than 38 digits.
-            version_max = min(version_max, STREAM_EVENTS_MAX)
-        events = self._store.load(payment_stream_id(payment_id), version_max=version_max)
+            stored_max = min(version_max, STREAM_EVENTS_MAX)
+        events = self._store.load(payment_stream_id(payment_id), version_max=stored_max)
         if not events:
             raise NotFoundError(f"payment {payment_id} not found")
-        return events
+        return events if version_max is None else up_to_version(events, version_max)
 
     def get(
         self, payment_id: str, *, version_max: int | None = None, as_of: str | None = None

@@ -112,8 +112,14 @@ def test_reads_and_their_errors(client: Client) -> None:
     created = client.initiate("pay-ddb-4")
     assert client.get("/payments/nobody").error_code == "not_found"
     assert client.get("/payments/nobody/events").error_code == "not_found"
+    at_head = client.get("/payments/pay-ddb-4", {"version": "1"})
+    assert at_head.body == {"payment": created.body["payment"], "source": "events"}
     beyond_head = client.get("/payments/pay-ddb-4", {"version": "50"})
-    assert beyond_head.body == {"payment": created.body["payment"], "source": "events"}
+    assert beyond_head.status == 404
+    assert beyond_head.body["error"] == {
+        "code": "not_found",
+        "message": "payment pay-ddb-4 has no version 50 (its last is 1)",
+    }
     before = client.get("/payments/pay-ddb-4", {"as_of": "2000-01-01T00:00:00Z"})
     assert before.error_code == "not_found"
     assert client.post("/payments/pay-ddb-4/expiry").error_code == "invalid_transition"

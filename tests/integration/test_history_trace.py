@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +153,45 @@ def test_replay_as_of_a_time_and_up_to_a_version(flow: PaymentService) -> None:
     assert early.exit_code == 5
     bad = invoke("replay", "split-a", "--version", "0", "--json")
     assert bad.exit_code == 2
+
+
+def test_a_version_the_payment_has_not_reached_is_not_found(flow: PaymentService) -> None:
+    result = invoke("replay", "split-a", "--version", "99", "--json")
+    assert result.exit_code == 5, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "not_found"
+    assert error["message"] == "payment split-a has no version 99 (its last is 4)"
+    whole = json.loads(invoke("replay", "split-a", "--version", "4", "--json").stdout)
+    assert whole["payment"]["version"] == 4
+
+
+def test_ids_a_reader_copies_are_whole_in_80_columns(flow: PaymentService) -> None:
+    payment_id = "checkout-2026-11-21-merchant-berlin-0042"
+    correlation_id = "0193a5b2-7c41-7d2e-9f3a-5b6c7d8e9f01"
+    context = CommandContext("long-1", CHECKOUT, correlation_id=correlation_id)
+    created = flow.execute(InitiatePayment(payment_id, "30.00", "EUR", "m-1", "c-7"), context)
+    event_id = created.events[0].event_id
+    narrow = CliRunner(env={"COLUMNS": "80"})
+    for args in (["history", payment_id], ["replay", payment_id], ["trace", correlation_id]):
+        result = narrow.invoke(cli.app, args)
+        assert result.exit_code == 0, result.output
+        # Narrowed, not cropped: every line ends on the table's right border or before it.
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80
+        assert "┓\n" in result.stdout, args
+        assert payment_id in result.stdout, args
+        assert correlation_id in result.stdout, args
+        assert "…" not in result.stdout, args
+    assert event_id in narrow.invoke(cli.app, ["trace", correlation_id]).stdout
+
+
+def test_the_archive_says_it_lags_when_it_has_not_the_event(tmp_path: Path) -> None:
+    for args in (
+        ["replay", "split-a", "--source", "archive", "--archive-dir", str(tmp_path), "--json"],
+        ["trace", "order-7", "--source", "archive", "--archive-dir", str(tmp_path), "--json"],
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 5, result.output
+        error = json.loads(result.stdout)["error"]
+        assert error["code"] == "not_found"
+        assert "the archive lags the events table" in error["message"]
+        assert "--source dynamodb" in error["message"]

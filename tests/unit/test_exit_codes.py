@@ -1,5 +1,5 @@
 """The exit codes are documented once (``cli.exit_codes``): ``payledger --help`` shows that table,
-and the README's error tables agree with it."""
+and the error tables of the reference (docs/) agree with it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from typer.testing import CliRunner
 from cli import app
 from cli.exit_codes import ERRORS, MEANINGS, causes
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+# The pages with error tables: the CLI's, and the archive's failures.
+ERROR_TABLES = "\n".join(
+    (DOCS / page).read_text(encoding="utf-8") for page in ("cli.md", "archive.md")
+)
 
 
 def test_every_error_exits_with_a_documented_code() -> None:
@@ -37,9 +41,9 @@ def test_the_help_shows_every_exit_code_and_error_code() -> None:
         assert error.code in rows[error.exit_code], (error.code, rows[error.exit_code])
 
 
-def test_the_readme_gives_each_error_code_its_exit_code() -> None:
+def test_the_reference_gives_each_error_code_its_exit_code() -> None:
     # Rows of the tables with an error code column followed (after at most one cell) by the exit.
-    rows = re.findall(r"^\|(?: [^|]+ \|)? `([a-z_]+)` \|(?: [^|]+ \|)? (\d) \|", README, re.M)
+    rows = re.findall(r"^\|(?: [^|]+ \|)? `([a-z_]+)` \|(?: [^|]+ \|)? (\d) \|", ERROR_TABLES, re.M)
     expected = {error.code: error.exit_code for error in ERRORS}
     assert [
         (code, int(exit_code)) for code, exit_code in rows if expected.get(code) != int(exit_code)

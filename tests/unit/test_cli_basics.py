@@ -1,0 +1,51 @@
+"""What a newcomer reaches for first: ``--version``, shell completion, and a one-line
+``configuration_error`` with a hint when AWS has no region or credentials."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+from botocore.exceptions import NoCredentialsError, NoRegionError
+from typer.testing import CliRunner
+
+import cli
+from cli import common
+from ledger.service import PaymentService
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli.app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"payledger {metadata.version('payledger')}\n"
+
+
+def test_shell_completion_is_offered() -> None:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli.app, ["--help"])
+    assert result.exit_code == 0
+    assert "--install-completion" in result.stdout
+    assert "--show-completion" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (NoRegionError(), "You must specify a region: set AWS_DEFAULT_REGION"),
+        (NoCredentialsError(), "Unable to locate credentials: set AWS_PROFILE"),
+    ],
+)
+def test_missing_aws_region_or_credentials_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, hint: str
+) -> None:
+    def unconfigured(resources: common.Resources) -> PaymentService:
+        raise error
+
+    monkeypatch.setattr(common, "service_factory", unconfigured)
+    monkeypatch.setenv("EVENTS_TABLE", "events")
+    result = CliRunner().invoke(cli.app, ["history", "pay-1"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error[configuration_error]: {hint}")
+    assert result.stderr.count("\n") == 1
+    result = CliRunner().invoke(cli.app, ["history", "pay-1", "--json"])
+    assert result.exit_code == 1
+    assert '"code": "configuration_error"' in result.stdout
