@@ -1,0 +1,87 @@
+"""The migration function's answer to CloudFormation: a PUT of the response document to the
+event's ResponseURL (here a loopback server standing for the pre-signed S3 URL), SUCCESS or
+FAILED with the reason, Delete a no-op; the template's digest property follows the files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devstack.custom_resources import ResponseReceiver
+from devstack.template import load_template
+from handlers import migrate
+from handlers.bootstrap import DatabaseSettings
+
+UNREACHABLE = DatabaseSettings(schema="views", url="postgresql://nobody@127.0.0.1:1/none")
+
+
+@pytest.fixture
+def receiver() -> Iterator[ResponseReceiver]:
+    with ResponseReceiver() as server:
+        yield server
+
+
+def _event(receiver: ResponseReceiver, request_type: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "RequestType": request_type,
+        "ResponseURL": receiver.url("response"),
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",
+        "RequestId": "request-1",
+        "LogicalResourceId": "DatabaseMigrations",
+        "ResourceType": "Custom::DatabaseMigrations",
+        "ResourceProperties": {"ServiceToken": "arn", "MigrationsDigest": "d"},
+        **extra,
+    }
+
+
+def _answered(receiver: ResponseReceiver, event: dict[str, Any], database: Any) -> dict[str, Any]:
+    returned = migrate.answer(event, "stream-1", database, migrate.put_response)
+    received = receiver.response("response")
+    assert received == returned
+    return received
+
+
+def test_delete_succeeds_without_touching_the_database(receiver: ResponseReceiver) -> None:
+    event = _event(receiver, "Delete", PhysicalResourceId="payledger-migrations-views")
+    received = _answered(receiver, event, UNREACHABLE)
+    assert received["Status"] == "SUCCESS"
+    assert received["PhysicalResourceId"] == "payledger-migrations-views"
+    assert (received["StackId"], received["RequestId"]) == (event["StackId"], "request-1")
+    assert received["LogicalResourceId"] == "DatabaseMigrations"
+    assert received["Data"] == {}
+
+
+@pytest.mark.parametrize("request_type", ["Create", "Update"])
+def test_a_failed_migration_answers_failed_with_the_reason(
+    receiver: ResponseReceiver, request_type: str
+) -> None:
+    received = _answered(receiver, _event(receiver, request_type), UNREACHABLE)
+    assert received["Status"] == "FAILED"
+    assert received["Reason"].startswith("OperationalError: ")
+    assert "stream-1" in received["Reason"]
+    assert received["PhysicalResourceId"] == "payledger-migrations-views"
+    assert len(json.dumps(received)) < 4096
+
+
+def test_no_database_configured_is_a_failure_not_a_silent_success(
+    receiver: ResponseReceiver,
+) -> None:
+    received = _answered(receiver, _event(receiver, "Create"), None)
+    assert received["Status"] == "FAILED"
+    assert "ConfigurationError: no database configured" in received["Reason"]
+
+
+def test_an_update_keeps_the_physical_id(receiver: ResponseReceiver) -> None:
+    event = _event(receiver, "Update", PhysicalResourceId="given-before")
+    assert _answered(receiver, event, UNREACHABLE)["PhysicalResourceId"] == "given-before"
+
+
+def test_the_template_digest_is_the_migration_files_digest() -> None:
+    properties = load_template()["Resources"]["DatabaseMigrations"]["Properties"]
+    assert properties["MigrationsDigest"] == migrate.migrations_digest(), (
+        "a migration was added or changed: set MigrationsDigest in template.yaml to"
+        f" {migrate.migrations_digest()} so that deploys run it"
+    )
