@@ -13,10 +13,10 @@ codes: ``cli.exit_codes``, shown by ``payledger --help``.
 from __future__ import annotations
 
 # Importing a command module registers its commands on ``app``.
-from cli import archive, demo, history, local, pay, verify, views
+from cli import archive, demo, history, local, pay, smoke, verify, views
 from cli.common import app
 
-__all__ = ["app", "archive", "demo", "history", "local", "main", "pay", "verify", "views"]
+__all__ = ["app", "archive", "demo", "history", "local", "main", "pay", "smoke", "verify", "views"]
 
 
 def main() -> None:
