@@ -8,7 +8,9 @@ Delete, which leaves the database as it is: the views outlive the stack's resour
 dropped by a deploy. Migrating twice changes nothing (applied versions are recorded).
 
 The function answers CloudFormation by a PUT of the response document to the event's pre-signed
-``ResponseURL``, whatever happens: an answer never sent would hold the stack for an hour.
+``ResponseURL``, whatever happens: an answer never sent would hold the stack for an hour. So an
+error is a FAILED answer with its reason, and so is a run that has not finished
+``DEADLINE_MARGIN_S`` before Lambda's timeout.
 
 Environment: ``DATABASE_SCHEMA`` and one way into the database (``handlers.bootstrap``).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,6 +37,9 @@ from projections.postgres.migrate import (
 )
 
 RESPONSE_TIMEOUT_S = 30
+# Answered FAILED this long before Lambda would end the invocation: a timed-out function sends
+# nothing, and CloudFormation would wait an hour for its answer.
+DEADLINE_MARGIN_S = 20
 # CloudFormation refuses a response document over 4 KB.
 REASON_CHARS_MAX = 1_000
 SUCCESS = "SUCCESS"
@@ -42,36 +48,57 @@ FAILED = "FAILED"
 logger = make_logger()
 
 Respond = Callable[[str, bytes], None]
+Database = Callable[[], DatabaseSettings | None]
 
 
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> None:
-    answer(event, context.log_stream_name, database_settings(), put_response)
+    time_s = context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_S
+    answer(event, context.log_stream_name, database_settings, put_response, time_s=time_s)
 
 
 def answer(
     event: Mapping[str, Any],
     log_stream: str,
-    database: DatabaseSettings | None,
+    database: Database,
     respond: Respond,
+    *,
+    time_s: float,
 ) -> dict[str, Any]:
-    """Run the request and send CloudFormation its response document (also returned)."""
-    physical_id = str(event.get("PhysicalResourceId") or _physical_id(database))
-    try:
-        data = _run(str(event["RequestType"]), database)
+    """Run the request (reading the settings from ``database`` is part of it: a bad
+    configuration is a FAILED answer too) and send CloudFormation its response document (also
+    returned); FAILED if it has not finished within ``time_s``."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            settings = database()
+            outcome["id"] = _physical_id(settings)
+            outcome["data"] = _run(str(event["RequestType"]), settings)
+        except Exception as exc:
+            logger.exception("migrations failed")
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(max(time_s, 0.0))
+    if "data" in outcome:
         status, reason = SUCCESS, f"See CloudWatch log stream {log_stream}"
-    except Exception as exc:
-        logger.exception("migrations failed")
-        data, status = {}, FAILED
-        reason = f"{type(exc).__name__}: {exc} (log stream {log_stream})"[:REASON_CHARS_MAX]
+    else:
+        status = FAILED
+        error = outcome.get("error") or f"not finished within {time_s:.0f} s"
+        reason = f"{error} (log stream {log_stream})"[:REASON_CHARS_MAX]
     document = {
         "Status": status,
         "Reason": reason,
-        "PhysicalResourceId": physical_id,
+        "PhysicalResourceId": str(
+            event.get("PhysicalResourceId") or outcome.get("id") or _physical_id(None)
+        ),
         "StackId": event["StackId"],
         "RequestId": event["RequestId"],
         "LogicalResourceId": event["LogicalResourceId"],
         "NoEcho": False,
-        "Data": data,
+        "Data": outcome.get("data", {}),
     }
     respond(str(event["ResponseURL"]), json.dumps(document).encode("utf-8"))
     return document

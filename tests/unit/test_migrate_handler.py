@@ -5,6 +5,7 @@ FAILED with the reason, Delete a no-op; the template's digest property follows t
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,8 @@ import pytest
 from devstack.custom_resources import ResponseReceiver
 from devstack.template import load_template
 from handlers import migrate
-from handlers.bootstrap import DatabaseSettings
+from handlers.bootstrap import ConfigurationError, DatabaseSettings
+from tests.lambda_context import FakeLambdaContext
 
 UNREACHABLE = DatabaseSettings(schema="views", url="postgresql://nobody@127.0.0.1:1/none")
 
@@ -37,8 +39,12 @@ def _event(receiver: ResponseReceiver, request_type: str, **extra: Any) -> dict[
     }
 
 
-def _answered(receiver: ResponseReceiver, event: dict[str, Any], database: Any) -> dict[str, Any]:
-    returned = migrate.answer(event, "stream-1", database, migrate.put_response)
+def _answered(
+    receiver: ResponseReceiver, event: dict[str, Any], database: Any, time_s: float = 30.0
+) -> dict[str, Any]:
+    returned = migrate.answer(
+        event, "stream-1", lambda: database, migrate.put_response, time_s=time_s
+    )
     received = receiver.response("response")
     assert received == returned
     return received
@@ -72,6 +78,43 @@ def test_no_database_configured_is_a_failure_not_a_silent_success(
     received = _answered(receiver, _event(receiver, "Create"), None)
     assert received["Status"] == "FAILED"
     assert "ConfigurationError: no database configured" in received["Reason"]
+
+
+def test_a_bad_configuration_is_answered_failed_too(receiver: ResponseReceiver) -> None:
+    def misconfigured() -> DatabaseSettings:
+        raise ConfigurationError("set only one of PAYLEDGER_DATABASE_URL, DATABASE_HOST")
+
+    returned = migrate.answer(
+        _event(receiver, "Create"), "s", misconfigured, migrate.put_response, time_s=30
+    )
+    assert returned["Status"] == "FAILED"
+    assert returned == receiver.response("response")
+    assert "set only one of" in returned["Reason"]
+
+
+def test_a_run_near_the_functions_timeout_is_answered_failed(
+    receiver: ResponseReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    monkeypatch.setattr(migrate, "_run", lambda request_type, database: release.wait(10) or {})
+    try:
+        received = _answered(receiver, _event(receiver, "Create"), UNREACHABLE, time_s=0.2)
+    finally:
+        release.set()
+    assert received["Status"] == "FAILED"
+    assert received["Reason"].startswith("not finished within 0 s")
+
+
+def test_the_lambda_handler_answers_from_its_environment(
+    receiver: ResponseReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAYLEDGER_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("DATABASE_SCHEMA", "from_env")
+    migrate.handler(_event(receiver, "Create"), FakeLambdaContext("migrate", timeout_ms=60_000))
+    received = receiver.response("response")
+    assert received is not None
+    assert received["Status"] == "FAILED"
+    assert received["PhysicalResourceId"] == "payledger-migrations-from_env"
 
 
 def test_an_update_keeps_the_physical_id(receiver: ResponseReceiver) -> None:

@@ -33,7 +33,7 @@ def _run(database: DatabaseSettings, request_type: str) -> dict[str, Any]:
             "RequestId": "request",
             "LogicalResourceId": "DatabaseMigrations",
         }
-        migrate.answer(event, "stream", database, migrate.put_response)
+        migrate.answer(event, "stream", lambda: database, migrate.put_response, time_s=60)
         received = receiver.response("r")
     assert received is not None
     return received
