@@ -14,7 +14,7 @@ codes: ``cli.exit_codes``, shown by ``payledger --help``.
 from __future__ import annotations
 
 # Importing a command module registers its commands on ``app``.
-from cli import api, archive, demo, history, local, mcp, pay, verify, views
+from cli import api, archive, demo, history, local, mcp, pay, smoke, verify, views
 from cli.common import app
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "main",
     "mcp",
     "pay",
+    "smoke",
     "verify",
     "views",
 ]

@@ -8,7 +8,9 @@
 2. runs the SAM transform offline with ``samtranslator``, as CloudFormation's
    ``AWS::Serverless-2016-10-31`` transform would, then rewrites the two things moto's
    CloudFormation misreads (``emulator_compatible``);
-3. creates the stack from the processed template on the emulated CloudFormation, waits for
+3. creates the stack from the processed template on the emulated CloudFormation, answers its
+   custom resources by invoking their real functions as CloudFormation would
+   (``devstack.custom_resources``: the migrations, into ``database_url``), waits for
    ``CREATE_COMPLETE``, then completes through the service APIs what moto's CloudFormation
    ignores or misstores: the KMS key policy, the bucket settings (versioning, Object Lock,
    public access block), the Glue database and table and the Athena workgroup;
@@ -35,7 +37,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import WaiterError
 
+from devstack.custom_resources import (
+    CustomResource,
+    CustomResourceError,
+    answer_custom_resources,
+)
 from devstack.functions import local_target
+from devstack.mappings import FunctionTarget
 from devstack.template import (
     TEMPLATE_PATH,
     configure_bucket,
@@ -54,6 +62,7 @@ STACK_READY_STATUSES = ("CREATE_COMPLETE",)
 STACK_WAIT_S = 120
 _API_DEPLOYMENT_TYPES = ("AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
+_NO_VALUE = object()  # AWS::NoValue while resolving
 
 
 class DeployError(RuntimeError):
@@ -119,13 +128,16 @@ def deploy_stack(
     stack_name: str,
     parameters: Mapping[str, str] | None = None,
     *,
+    database_url: str | None,
     region: str = DEFAULT_REGION,
     template: Mapping[str, Any] | None = None,
 ) -> DeployedStack:
     """Package, transform and create ``stack_name`` on the emulated AWS at ``endpoint_url``.
 
     ``parameters`` override the template's defaults on top of ``LOCAL_PARAMETERS``. ``template``
-    (the SAM template, as ``load_template`` returns it) defaults to ``template.yaml``.
+    (the SAM template, as ``load_template`` returns it) defaults to ``template.yaml``. The
+    functions of the custom resources reach PostgreSQL at ``database_url`` (the migrations fail
+    the deploy without one).
     """
     clients = _Clients(endpoint_url, region)
     values = {**LOCAL_PARAMETERS, **(parameters or {})}
@@ -144,6 +156,17 @@ def deploy_stack(
         ],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
+    creating = read_stack(endpoint_url, created["StackId"], region=region)
+    try:
+        answer_custom_resources(
+            custom_resources(creating, _resolvable_names(clients, creating)),
+            endpoint_url=endpoint_url,
+            region=region,
+            stack_id=created["StackId"],
+            database_url=database_url,
+        )
+    except CustomResourceError as exc:
+        raise DeployError(f"stack {created['StackId']} did not complete: {exc}") from exc
     _wait_for_stack(clients.cloudformation, created["StackId"])
     deployed = read_stack(endpoint_url, created["StackId"], region=region)
     names = _resolvable_names(clients, deployed)
@@ -332,10 +355,28 @@ def complete_catalog(clients: _Clients, stack: DeployedStack, names: Mapping[str
                 )
 
 
+def custom_resources(stack: DeployedStack, names: Mapping[str, Any]) -> list[CustomResource]:
+    """The stack's ``Custom::`` resources, with their properties resolved as CloudFormation
+    resolves them before it invokes the function their ``ServiceToken`` names."""
+    resources = []
+    for logical_id, resource in stack.template["Resources"].items():
+        if not resource["Type"].startswith("Custom::"):
+            continue
+        properties = _substituted(resource["Properties"], names)
+        (function_id,) = [
+            function_id
+            for function_id, configuration in stack.functions.items()
+            if configuration["FunctionArn"] == properties["ServiceToken"]
+        ]
+        function = FunctionTarget.from_configuration(stack.functions[function_id])
+        resources.append(CustomResource(logical_id, resource["Type"], properties, function))
+    return resources
+
+
 def _resolvable_names(clients: _Clients, stack: DeployedStack) -> dict[str, Any]:
     """What ``_substituted`` resolves: parameters (a Number as an int, as the APIs want it),
-    pseudo parameters, physical ids, and the one attribute the completed resources use (a KMS
-    key's ARN, as ``ListKeys`` gives it)."""
+    pseudo parameters, physical ids, conditions (``Condition:<name>``), and the attributes the
+    completed resources use (a KMS key's ARN, as ``ListKeys`` gives it; a function's ARN)."""
     account = stack.stack_id.split(":")[4]
     declared = stack.template.get("Parameters", {})
     names: dict[str, Any] = {
@@ -348,17 +389,56 @@ def _resolvable_names(clients: _Clients, stack: DeployedStack) -> dict[str, Any]
     for logical_id, resource in stack.template["Resources"].items():
         if resource["Type"] == "AWS::KMS::Key" and logical_id in stack.physical_ids:
             names[f"{logical_id}.Arn"] = arns[stack.physical_ids[logical_id]]
+    for logical_id, configuration in stack.functions.items():
+        names[f"{logical_id}.Arn"] = configuration["FunctionArn"]
+    for condition in stack.template.get("Conditions", {}):
+        names[f"Condition:{condition}"] = _condition(stack.template, condition, names)
     return names
 
 
+def _condition(template: Mapping[str, Any], name: str, names: Mapping[str, Any]) -> bool:
+    """The value of the template's condition ``name`` with the parameters in ``names``."""
+
+    def value(expression: Any) -> Any:
+        if not isinstance(expression, dict):
+            return expression
+        ((function, argument),) = expression.items()
+        if function == "Ref":
+            return names[argument]
+        if function == "Condition":
+            return _condition(template, argument, names)
+        if function == "Fn::Join":
+            separator, items = argument
+            joined = value(items)
+            return separator.join(joined.split(",") if isinstance(joined, str) else joined)
+        operands = [value(item) for item in argument]
+        if function == "Fn::Equals":
+            return str(operands[0]) == str(operands[1])
+        if function == "Fn::Not":
+            return not operands[0]
+        if function == "Fn::And":
+            return all(operands)
+        assert function == "Fn::Or", function
+        return any(operands)
+
+    return bool(value(template["Conditions"][name]))
+
+
 def _substituted(value: Any, names: Mapping[str, Any]) -> Any:
-    """``value`` with ``Ref``, ``Fn::GetAtt`` and ``Fn::Sub`` resolved from ``names``
-    (parameters, pseudo parameters, physical ids, the attributes looked up): all the
-    catalogue's definitions use."""
+    """``value`` with ``Ref``, ``Fn::GetAtt``, ``Fn::Sub`` and ``Fn::If`` resolved from
+    ``names`` (parameters, pseudo parameters, physical ids, conditions, the attributes looked
+    up): all the catalogue's and the custom resources' definitions use. ``AWS::NoValue``
+    removes the property or item, as in CloudFormation."""
     if isinstance(value, list):
-        return [_substituted(item, names) for item in value]
+        items = [_substituted(item, names) for item in value]
+        return [item for item in items if item is not _NO_VALUE]
     if not isinstance(value, dict):
         return value
+    if value == {"Ref": "AWS::NoValue"}:
+        return _NO_VALUE
+    if set(value) == {"Fn::If"}:
+        condition, when_true, when_false = value["Fn::If"]
+        return _substituted(when_true if names[f"Condition:{condition}"] else when_false, names)
     if set(value) == {"Ref"}:
         return names[value["Ref"]]
     if set(value) == {"Fn::GetAtt"}:
@@ -368,7 +448,8 @@ def _substituted(value: Any, names: Mapping[str, Any]) -> Any:
         for name, replacement in names.items():
             text = text.replace("${" + name + "}", str(replacement))
         return text.replace("${!", "${")
-    return {key: _substituted(item, names) for key, item in value.items()}
+    resolved = {key: _substituted(item, names) for key, item in value.items()}
+    return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
 
 
 class _Clients:

@@ -2,7 +2,7 @@
 
 ``up`` starts moto's server on a loopback port the OS picks and the embedded PostgreSQL (a Unix
 socket under ``.payledger/pg``), deploys template.yaml onto the emulated AWS (``devstack.deploy``),
-applies the migrations to a fresh schema, and starts the runtime process (``devstack.runtime``)
+whose migration function fills a fresh schema, and starts the runtime process (``devstack.runtime``)
 with every event source mapping and table destination the deployed stack declares. Everything it
 starts runs in the background, recorded under ``.payledger/run``; ``.payledger/local.json`` says
 where the stack is, for ``status``, ``down`` and every other command (``payledger history ID``
@@ -44,8 +44,8 @@ from devstack.runtime import (
     write_config,
 )
 from devstack.streams import count_after, stream_source
+from devstack.template import load_template, parameter_defaults
 from handlers import bootstrap
-from projections.postgres.migrate import migrate_database
 from projections.postgres.tables import analytics_schema
 
 DEFAULT_HOME = Path(".payledger")
@@ -185,11 +185,11 @@ def _start(home: Path, report: Report) -> LocalState:
     report(f"AWS emulated at {endpoint_url}; starting the embedded PostgreSQL")
     database_url, postgres = start_detached_postgres(home / POSTGRES_DIRECTORY)
     processes.record(run, "postgres", postgres, _POSTGRES_MARKER)
-    report("deploying template.yaml")
+    schema = parameter_defaults(load_template())["DatabaseSchema"]
+    _fresh_schema(database_url, schema)
+    report(f"deploying template.yaml (its custom resource migrates the fresh schema {schema!r})")
     config, outputs = _deploy(endpoint_url, database_url)
     schema = _database_schema(config)
-    report(f"applying the migrations to a fresh schema {schema!r}")
-    _fresh_schema(database_url, schema)
     write_config(home, config)
     report("starting the runtime: event source mappings and the Kinesis destination")
     _start_runtime(home, run)
@@ -218,7 +218,7 @@ def _deploy(endpoint_url: str, database_url: str) -> tuple[RuntimeConfig, dict[s
     from devstack.stack import runtime_config
 
     with _local_credentials():
-        deployed = deploy_stack(endpoint_url, STACK_NAME, region=REGION)
+        deployed = deploy_stack(endpoint_url, STACK_NAME, region=REGION, database_url=database_url)
     clients = aws_clients(endpoint_url, deployed.region)
     config = runtime_config(
         deployed,
@@ -261,13 +261,12 @@ def _database_schema(config: RuntimeConfig) -> str:
 
 def _fresh_schema(database_url: str, schema: str) -> None:
     """The views and the analytics windows start empty, as the emulated AWS does: events of an
-    earlier stack are gone."""
+    earlier stack are gone. The deploy's migrations then create them again."""
     with psycopg.connect(database_url, autocommit=True) as connection:
         for name in (schema, analytics_schema(schema)):
             connection.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
             )
-        migrate_database(connection, schema)
 
 
 def _start_runtime(home: Path, run: Path) -> None:

@@ -1,9 +1,10 @@
 """devstack.deploy creates template.yaml on moto's CloudFormation, as the local stack will.
 
 One stack is deployed per test module on the session's moto server (about 5 s) and every test
-reads it: the stack completes, its outputs name live resources, and the functions and event
-source mappings the emulated Lambda holds carry exactly the settings and environment the
-template declares (what the local runtime's pollers read).
+reads it: the stack completes, its outputs name live resources, the functions and event source
+mappings the emulated Lambda holds carry exactly the settings and environment the template
+declares (what the local runtime's pollers read), and its custom resource ran the real migration
+function into an embedded PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import hashlib
 import io
 import uuid
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
@@ -23,6 +26,7 @@ from devstack.deploy import (
     LAMBDA_PACKAGES,
     LOCAL_PARAMETERS,
     DeployedStack,
+    DeployError,
     deploy_stack,
     emulator_compatible,
     package_code,
@@ -30,7 +34,10 @@ from devstack.deploy import (
     read_stack,
     transform,
 )
+from devstack.postgres import EmbeddedPostgres
 from devstack.template import load_template
+from projections.postgres.migrate import load_migrations, recorded_migrations
+from projections.postgres.tables import analytics_schema
 
 TEMPLATE = load_template()
 REGION = "us-east-1"
@@ -49,11 +56,27 @@ MAPPING_SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def stack(moto_endpoint: str) -> DeployedStack:
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete=True) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def schema() -> str:
+    return f"deploy_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def stack(moto_endpoint: str, database_url: str, schema: str) -> DeployedStack:
     # Names derived from the stage (Glue database, Athena workgroup) are account-wide: a stage of
     # its own keeps this stack apart from any other on the session's server.
     suffix = uuid.uuid4().hex[:8]
-    return deploy_stack(moto_endpoint, f"payledger-{suffix}", {"Stage": f"t{suffix}"})
+    return deploy_stack(
+        moto_endpoint,
+        f"payledger-{suffix}",
+        {"Stage": f"t{suffix}", "DatabaseSchema": schema},
+        database_url=database_url,
+    )
 
 
 def _client(service: str, endpoint: str) -> Any:
@@ -137,6 +160,7 @@ def test_functions_hold_the_handler_and_environment_the_template_gives_them(
         "ArchiveFunction": {"ARCHIVE_BUCKET": "ArchiveBucketName"},
         "AnalyticsFunction": {},
         "CompactFunction": {"ARCHIVE_BUCKET": "ArchiveBucketName"},
+        "MigrateFunction": {},
         "DigestFunction": {
             "EVENTS_TABLE": "EventsTableName",
             "PAYMENT_STATE_TABLE": "PaymentStateTableName",
@@ -209,11 +233,16 @@ def test_the_catalogue_is_the_templates_though_moto_skips_its_types(
 
 
 def test_a_redeployment_of_the_stage_takes_the_catalogue_over(
-    stack: DeployedStack, moto_endpoint: str
+    stack: DeployedStack, moto_endpoint: str, database_url: str
 ) -> None:
     """The catalogue's names are the stage's, and outlive an emulated stack (moto's
     CloudFormation never created them): the next stack of the stage must still complete."""
-    again = deploy_stack(moto_endpoint, f"{stack.stack_name}-again", dict(stack.parameters))
+    again = deploy_stack(
+        moto_endpoint,
+        f"{stack.stack_name}-again",
+        dict(stack.parameters),
+        database_url=database_url,
+    )
     assert again.outputs["GlueDatabaseName"] == stack.outputs["GlueDatabaseName"]
     glue = _client("glue", moto_endpoint)
     table = glue.get_table(DatabaseName=again.outputs["GlueDatabaseName"], Name="events")["Table"]
@@ -249,6 +278,8 @@ def test_the_code_package_holds_our_packages_only_and_is_reproducible() -> None:
     names = zipfile.ZipFile(io.BytesIO(code)).namelist()
     assert "handlers/api/__init__.py" in names
     assert "handlers/project.py" in names
+    assert "handlers/migrate.py" in names
+    assert "projections/postgres/migrations/0001_tables.sql" in names
     assert {name.split("/", 1)[0] for name in names} == set(LAMBDA_PACKAGES)
     assert not [name for name in names if "__pycache__" in name]
 
@@ -273,3 +304,33 @@ def test_emulator_rewrites_change_nothing_but_what_moto_misreads() -> None:
         "Other": {"Type": "AWS::SQS::Queue", "DependsOn": ["Api"]},
     }
     assert processed["Resources"]["Key"]["Properties"]["Tags"] == [{"Key": "a", "Value": "b"}]
+
+
+def test_the_custom_resource_ran_the_migration_function_into_the_database(
+    stack: DeployedStack, database_url: str, schema: str
+) -> None:
+    assert "DatabaseMigrations" in stack.physical_ids
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        views = recorded_migrations(connection, schema)
+        analytics = recorded_migrations(connection, analytics_schema(schema))
+        tables = {
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            )
+        }
+    assert views == {m.version: m.checksum for m in load_migrations()}
+    assert set(analytics) == {m.version for m in load_migrations("analytics_migrations")}
+    assert {"payments", "schema_migrations"} <= tables
+
+
+def test_a_failed_migration_fails_the_deploy(moto_endpoint: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    with pytest.raises(DeployError, match=r"DatabaseMigrations: FAILED: .*OperationalError"):
+        deploy_stack(
+            moto_endpoint,
+            f"payledger-{suffix}",
+            {"Stage": f"t{suffix}"},
+            database_url="postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
+        )

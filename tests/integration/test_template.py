@@ -16,6 +16,7 @@ import copy
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -67,12 +68,13 @@ EXPECTED_FUNCTIONS = {
     "ArchiveFunction": ("handlers.archive.handler", {"ARCHIVE_BUCKET"}),
     "AnalyticsFunction": ("handlers.analytics.handler", {"DATABASE_SCHEMA"}),
     "CompactFunction": ("handlers.compact.handler", {"ARCHIVE_BUCKET"}),
+    "MigrateFunction": ("handlers.migrate.handler", {"DATABASE_SCHEMA"}),
     "DigestFunction": (
         "handlers.digest.handler",
         {"EVENTS_TABLE", "PAYMENT_STATE_TABLE", "DIGEST_BUCKET"},
     ),
 }
-DATABASE_FUNCTIONS = {"ProjectFunction", "AnalyticsFunction"}
+DATABASE_FUNCTIONS = {"ProjectFunction", "AnalyticsFunction", "MigrateFunction"}
 # The composition root's variables no function reads, so no template sets them: the local
 # database (local runs, tests), where the auditor's CLI sends Athena queries (or --stack), and
 # an endpoint, which means "not the local stack" to the CLI.
@@ -581,3 +583,74 @@ def test_the_outputs_name_what_the_cli_and_the_local_runtime_read() -> None:
         "ApiUrl",
         "AlarmTopicArn",
     } <= set(TEMPLATE["Outputs"])
+
+
+# ── Migrations and agent policies ─────────────────────────────────────────────────────────────
+
+
+def test_migrations_run_in_the_database_network_on_every_deploy() -> None:
+    migrations = RESOURCES["DatabaseMigrations"]
+    assert migrations["Type"].startswith(
+        "Custom::"
+    )  # moto skips AWS::CloudFormation::CustomResource
+    assert "Condition" not in migrations
+    assert migrations["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
+    function = FUNCTIONS["MigrateFunction"]["Properties"]
+    assert function["VpcConfig"] == FUNCTIONS["ProjectFunction"]["Properties"]["VpcConfig"]
+    assert function["Timeout"] <= 900
+    # The answer to CloudFormation leaves the private network through the S3 gateway endpoint.
+    endpoint = RESOURCES["S3Endpoint"]["Properties"]
+    assert endpoint["RouteTableIds"] == RESOURCES["DynamoDbEndpoint"]["Properties"]["RouteTableIds"]
+    (statement,) = endpoint["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "s3:PutObject"
+    assert "cloudformation-custom-resource-response-" in statement["Resource"]["Fn::Sub"]
+
+
+CAPABILITY_POLICIES = ("ReadOnlyPolicy", "RiskAgentPolicy", "PaymentsAgentPolicy", "OperatorPolicy")
+_API_ARN_PREFIX = (
+    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${PaymentsApi}/${Stage}/"
+)
+
+
+def _granted(policy: str) -> set[tuple[str, str]]:
+    """(method, path with ``*`` for each parameter) of every route ``policy`` grants."""
+    routes = set()
+    resource = RESOURCES[policy]
+    assert resource["Type"] == "AWS::IAM::ManagedPolicy"
+    for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+        assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
+        for arn in statement["Resource"]:
+            text = arn["Fn::Sub"]
+            assert text.startswith(_API_ARN_PREFIX), text
+            method, path = text.removeprefix(_API_ARN_PREFIX).split("/", 1)
+            routes.add((method, "/" + path))
+    return routes
+
+
+def _api_routes(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    """The routes the API function serves (Powertools' route table), parameters as ``*``."""
+    monkeypatch.setenv("EVENTS_TABLE", "unused")  # the API's wiring reads it on import
+    import handlers.api.routes  # noqa: F401 - registers the routes on the resolver
+    from handlers.api.resolver import app
+
+    return {
+        (route.method, re.sub(r"\{[^}]+\}", "*", route.openapi_path))
+        for route in [*app._static_routes, *app._dynamic_routes]
+    }
+
+
+def test_each_capability_policy_grants_exactly_its_routes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    every = _granted("OperatorPolicy")
+    assert _api_routes(monkeypatch) == every, "OperatorPolicy grants exactly the API's routes"
+    reads = {route for route in every if route[0] == "GET"}
+    risk = {("POST", "/payments/*/risk-assessments")}
+    refunds = {("POST", "/payments/*/refunds")}
+    assert risk | refunds <= every
+    assert _granted("ReadOnlyPolicy") == reads
+    assert _granted("RiskAgentPolicy") == reads | risk
+    assert _granted("PaymentsAgentPolicy") == every - risk - refunds
+    assert ("GET", "/merchants/*/payments") in reads
+    for policy in CAPABILITY_POLICIES:
+        assert TEMPLATE["Outputs"][f"{policy}Arn"]["Value"] == {"Ref": policy}

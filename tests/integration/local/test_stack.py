@@ -10,13 +10,15 @@ import pytest
 
 from devstack.deploy import DeployedStack, deploy_stack
 from devstack.mappings import REPORT_BATCH_ITEM_FAILURES, SourceKind
+from devstack.postgres import EmbeddedPostgres
 from devstack.stack import runtime_config
 from tests.integration.local.conftest import Aws
 
 
 @pytest.fixture(scope="module")
-def deployed(moto_endpoint: str) -> DeployedStack:
-    return deploy_stack(moto_endpoint, "runtime-config-test")
+def deployed(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> DeployedStack:
+    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete=True) as server:
+        return deploy_stack(moto_endpoint, "runtime-config-test", database_url=server.url)
 
 
 def test_every_mapping_of_the_template_runs_with_its_settings(
