@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from devstack.agents import proxy_event
+from devstack.gateway import proxy_event
 from ledger.codec import event_document, verify_chain
 from ledger.domain.errors import ConcurrencyError
 from ledger.domain.limits import AMOUNT_MINOR_MAX, METADATA_KEYS_MAX
