@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -335,6 +337,7 @@ def _start_runtime(home: Path, run: Path) -> None:
         cwd=REPO_ROOT,
     )
     processes.record(run, "runtime", process.pid, _RUNTIME_MARKER)
+    _reap_when_done(process)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not (home / STATUS_FILE).exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -353,12 +356,19 @@ def _start_gateway(home: Path, run: Path) -> str:
         cwd=REPO_ROOT,
     )
     processes.record(run, "gateway", process.pid, gateway.GATEWAY_MARKER)
+    _reap_when_done(process)
     deadline = time.monotonic() + START_TIMEOUT_S
     while (status := gateway.read_status(home)) is None or status["pid"] != process.pid:
         if process.poll() is not None or time.monotonic() > deadline:
             raise LocalStackError(f"the gateway did not start (see {log})")
         time.sleep(0.05)
     return str(status["url"])
+
+
+def _reap_when_done(process: subprocess.Popen[bytes]) -> None:
+    """The stack's processes outlive ``up``; while the process that started them lives on (a
+    test, the demo), a thread waits for each so that its end leaves no zombie."""
+    threading.Thread(target=process.wait, daemon=True, name=f"reap-{process.pid}").start()
 
 
 # ── down ─────────────────────────────────────────────────────────────────────────────────────

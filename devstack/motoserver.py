@@ -116,6 +116,8 @@ def start_detached_moto(log_path: Path, *, cwd: Path) -> tuple[int, int]:
         process.kill()
         process.wait()
         raise RuntimeError(f"moto server did not start (see {log_path}): {line!r}")
+    # While the process that started it lives on (a test, the demo), its end leaves no zombie.
+    threading.Thread(target=process.wait, daemon=True, name=f"reap-{process.pid}").start()
     return process.pid, int(line.split()[1])
 
 
