@@ -57,6 +57,7 @@ BURST_LIMIT_PARAMETER = "ApiThrottlingBurstLimit"
 CLOCK_SKEW_S = 300
 PRINCIPAL_CACHE_S = 1.0
 WORKERS_MAX = 4
+INIT_TIMEOUT_S = 30  # Lambda allows 10 s; a loaded laptop imports slower
 _EXTENSION = "x-amazon-apigateway-"
 _ANY = "ANY"
 _SIGNATURE_MISMATCH = (
@@ -545,6 +546,7 @@ class WorkerPool:
         self._make, self._size_max = make, size_max
         self._idle: list[FunctionWorker] = []
         self._all: list[FunctionWorker] = []
+        self._invoked: set[FunctionWorker] = set()
         self._available = threading.Condition()
 
     def invoke(self, event: Mapping[str, Any]) -> Invocation:
@@ -556,10 +558,15 @@ class WorkerPool:
             else:
                 worker = self._make()
                 self._all.append(worker)
+        # Lambda's init phase (importing the handler) has a limit of its own: a sandbox's first
+        # invocation may take that long on top of the function's timeout.
+        cold = worker.pid is None or worker not in self._invoked
+        timeout_s = worker.target.timeout_s + INIT_TIMEOUT_S if cold else None
         try:
-            return worker.invoke(event)
+            return worker.invoke(event, timeout_s=timeout_s)
         finally:
             with self._available:
+                self._invoked.add(worker)
                 self._idle.append(worker)
                 self._available.notify()
 
@@ -573,6 +580,7 @@ class WorkerPool:
     def stop(self) -> None:
         with self._available:
             workers, self._all, self._idle = self._all, [], []
+            self._invoked.clear()
         for worker in workers:
             worker.stop()
 
