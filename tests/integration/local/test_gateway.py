@@ -195,11 +195,13 @@ def test_too_many_requests_are_throttled_with_the_templates_answer(
     gateway, pool = gateway_for(Path(stack.home), rate_limit=0.01, burst_limit=2)
     server = GatewayServer(gateway).start()
     try:
-        statuses = [call("GET", f"{server.url}/payments/gw-1", agent) for _ in range(3)]
+        statuses = [call("GET", f"{server.url}/payments/no-such", agent) for _ in range(3)]
     finally:
         server.stop()
         pool.stop()
-    assert [answer.status for answer in statuses] == [200, 200, 429]
+    assert [answer.status for answer in statuses] == [404, 404, 429], [
+        (answer.status, answer.body) for answer in statuses
+    ]
     assert statuses[2].body["error"]["code"] == "throttled"
 
 
