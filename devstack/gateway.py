@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
@@ -608,7 +609,7 @@ class Gateway:
             if refused.error_type:
                 headers["x-amzn-ErrorType"] = refused.error_type
         headers = {**headers, "x-amzn-RequestId": request_id}
-        start_response(f"{status} {_REASONS.get(status, 'Status')}", list(headers.items()))
+        start_response(f"{status} {_reason(status)}", list(headers.items()))
         return [body]
 
     def handle(
@@ -693,8 +694,11 @@ class Gateway:
         return Refused(int(response["statusCode"]), None, json.loads(text))
 
 
-_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
-_REASONS |= {409: "Conflict", 429: "Too Many Requests", 502: "Bad Gateway"}
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
