@@ -1,9 +1,11 @@
-"""``payledger local up|status|down``: the whole stack on this machine (``devstack.local``)."""
+"""``payledger local up|status|down|credentials``: the whole stack on this machine
+(``devstack.local``), and credentials of a local principal to call its API
+(``devstack.principals``)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,7 +21,7 @@ from cli.common import (
     print_json,
     reporting,
 )
-from ledger.domain.errors import EXIT_OTHER
+from ledger.domain.errors import EXIT_OTHER, NotFoundError
 
 if TYPE_CHECKING:
     from devstack.local import LocalState, StackStatus
@@ -34,7 +36,8 @@ app.add_typer(local_app, name="local")
 
 @local_app.command("up")
 def up(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Start moto and PostgreSQL, deploy template.yaml, migrate, start the consumers."""
+    """Start moto and PostgreSQL, deploy template.yaml, migrate, start the consumers and the
+    API's HTTP gateway (its URL is printed; requests must be SigV4-signed)."""
     with reporting(global_options(ctx), json_output):
         from devstack import local
 
@@ -46,6 +49,7 @@ def up(ctx: typer.Context, json_output: JsonOption = False) -> None:
             return
         console.print(state_table(state))
         console.print("[green]up[/green]: payledger commands use it while nothing else is set")
+        console.print(f"API: {state.api_url}", soft_wrap=True, highlight=False)
 
 
 @local_app.command("status")
@@ -70,17 +74,54 @@ def down(ctx: typer.Context, json_output: JsonOption = False) -> None:
     with reporting(global_options(ctx), json_output):
         from devstack import local
 
-        stopped = local.down(local_home())
+        report = local.down(local_home())
         if json_output:
-            print_json({"stopped": stopped})
-        else:
-            typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+            print_json(asdict(report))
+            return
+        stopped = report.stopped
+        typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        if report.dropped_schemas:
+            typer.echo(f"dropped rebuild schemas: {', '.join(report.dropped_schemas)}")
+        typer.echo(f"kept: logs in {report.logs}/, PostgreSQL data in {report.postgres_data}/")
+
+
+@local_app.command("credentials")
+def credentials(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The principal: a role of this name is created.")],
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="JSON, also the shape AWS's credential_process expects (Version 1)."
+        ),
+    ] = False,
+) -> None:
+    """Credentials of role NAME on the local stack's IAM, allowed to invoke its API, assumed on
+    its STS: `eval "$(payledger local credentials my-agent)"`."""
+    with reporting(global_options(ctx), json_output):
+        from devstack import local, principals
+
+        state = local.running_stack(local_home())
+        if state is None:
+            raise NotFoundError("the local stack is not running (payledger local up)")
+        issued = principals.assume(state.endpoint_url, name, region=state.region)
+        if json_output:
+            print_json(
+                {**issued.credential_process(), "Region": issued.region, "ApiUrl": state.api_url}
+            )
+            return
+        for variable, value in {
+            **issued.environment(),
+            "PAYLEDGER_API_URL": state.api_url,
+        }.items():
+            typer.echo(f"export {variable}={value}")
 
 
 def state_table(state: LocalState) -> Table:
     table = Table(title="local stack", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("where")
+    table.add_row("API", state.api_url)
     table.add_row("AWS endpoint", state.endpoint_url)
     table.add_row("stack", state.stack_name)
     table.add_row("events table", state.events_table)

@@ -20,7 +20,6 @@ import json
 import random
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devstack.functions import Invocation
+from devstack.gateway import proxy_event
 from ledger.domain.money import format_amount
 from ledger.envelope import Actor
 
@@ -94,60 +94,6 @@ class ApiGateway:
             body=json.loads(result["body"]) if result.get("body") else {},
             replayed=headers_out.get("idempotent-replayed") == "true",
         )
-
-
-def proxy_event(
-    method: str,
-    path: str,
-    *,
-    body: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    query: Mapping[str, str] | None = None,
-    identity: Mapping[str, str | None] | None = None,
-    base64_encoded: bool = False,
-) -> dict[str, Any]:
-    """The event a REST API's ``/{proxy+}`` resource sends its Lambda integration (stage
-    ``local``): ``body`` as the client sent it, ``identity`` added to the caller's."""
-    headers = dict(headers or {})
-    request_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    return {
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": dict(query) if query else None,
-        "multiValueQueryStringParameters": (
-            {name: [value] for name, value in query.items()} if query else None
-        ),
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "resourceId": "proxy",
-            "resourcePath": "/{proxy+}",
-            "httpMethod": method,
-            "extendedRequestId": request_id,
-            "requestId": request_id,
-            "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "requestTimeEpoch": int(now.timestamp() * 1000),
-            "path": f"/local{path}",
-            "protocol": "HTTP/1.1",
-            "stage": "local",
-            "domainName": "localhost",
-            "domainPrefix": "localhost",
-            "identity": {
-                "sourceIp": "127.0.0.1",
-                "userAgent": "payledger-demo",
-                "caller": None,
-                **(identity or {}),
-            },
-        },
-        "body": body,
-        "isBase64Encoded": base64_encoded,
-    }
 
 
 # ── Plans ────────────────────────────────────────────────────────────────────────────────────

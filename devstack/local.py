@@ -3,14 +3,18 @@
 ``up`` starts moto's server on a loopback port the OS picks and the embedded PostgreSQL (a Unix
 socket under ``.payledger/pg``), deploys template.yaml onto the emulated AWS (``devstack.deploy``),
 whose migration function fills a fresh schema, and starts the runtime process (``devstack.runtime``)
-with every event source mapping and table destination the deployed stack declares. Everything it
-starts runs in the background, recorded under ``.payledger/run``; ``.payledger/local.json`` says
-where the stack is, for ``status``, ``down`` and every other command (``payledger history ID``
-works against it when nothing else is configured).
+with every event source mapping and table destination the deployed stack declares, and the local
+HTTP gateway (``devstack.gateway``) serving the deployed REST API; its URL is the stack's
+``ApiUrl`` output. Everything it starts runs in the background, recorded under
+``.payledger/run``; ``.payledger/local.json`` says where the stack is, for ``status``, ``down``
+and every other command (``payledger history ID`` works against it when nothing else is
+configured).
 
-The emulated AWS lives in memory: a stack that is brought down is gone, so ``up`` always starts
-from nothing (new stack, fresh views, no checkpoints). ``down`` stops what ``up`` started, found
-through its pid files, also after a crash.
+The emulated AWS lives in memory: a stack that is brought down is gone, so ``up`` starts from
+nothing (new stack, fresh views, no checkpoints) unless moto and PostgreSQL still run: then it
+only restarts the runtime and the gateway (after a crash of either), which resume from their
+checkpoints. ``down`` stops what ``up`` started, found through its pid files, also after a crash,
+and drops the schemas ``payledger rebuild`` left in the embedded PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from devstack import processes
+from devstack import gateway, processes
 from devstack.functions import LOCAL_CREDENTIALS, local_target
 from devstack.mappings import RuntimeConfig
 from devstack.motoserver import LOOPBACK, MOTO_MARKER, start_detached_moto
@@ -59,6 +65,9 @@ START_TIMEOUT_S = 60
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _RUNTIME_MARKER = "devstack.runtime"
 _POSTGRES_MARKER = "postgres"
+API_URL_OUTPUT = "ApiUrl"
+# Schemas ``payledger rebuild`` creates beside the live one (``projections.rebuild``).
+_REBUILD_SUFFIXES = ("_rebuild_", "_replaced_")
 
 Report = Callable[[str], None]
 
@@ -87,6 +96,10 @@ class LocalState:
     @property
     def aws(self) -> bootstrap.AwsTarget:
         return local_target(self.endpoint_url, self.region)
+
+    @property
+    def api_url(self) -> str:
+        return self.outputs[API_URL_OUTPUT]
 
 
 @dataclass
@@ -168,6 +181,9 @@ def up(home: Path = DEFAULT_HOME, *, report: Report = lambda _: None) -> LocalSt
     if state is not None:
         report(f"already running at {state.endpoint_url}")
         return state
+    state = _restartable(home)
+    if state is not None:
+        return _restart(home, state, report)
     down(home)  # whatever a crashed stack left behind
     try:
         return _start(home, report)
@@ -188,11 +204,14 @@ def _start(home: Path, report: Report) -> LocalState:
     schema = parameter_defaults(load_template())["DatabaseSchema"]
     _fresh_schema(database_url, schema)
     report(f"deploying template.yaml (its custom resource migrates the fresh schema {schema!r})")
-    config, outputs = _deploy(endpoint_url, database_url)
+    config, outputs, api = _deploy(endpoint_url, database_url)
     schema = _database_schema(config)
     write_config(home, config)
+    gateway.write_definition(home, api)
     report("starting the runtime: event source mappings and the Kinesis destination")
     _start_runtime(home, run)
+    report("starting the HTTP gateway of the API")
+    outputs[API_URL_OUTPUT] = _start_gateway(home, run)
     state = LocalState(
         home=str(home),
         endpoint_url=endpoint_url,
@@ -213,7 +232,40 @@ def _start_moto(home: Path, run: Path) -> str:
     return f"http://{LOOPBACK}:{port}"
 
 
-def _deploy(endpoint_url: str, database_url: str) -> tuple[RuntimeConfig, dict[str, str]]:
+def _restartable(home: Path) -> LocalState | None:
+    """The stack when its emulated AWS and database still run (what it holds is alive) but the
+    runtime or the gateway stopped."""
+    state = read_state(home)
+    if state is None or not (home / gateway.DEFINITION_FILE).exists():
+        return None
+    alive = {
+        entry.name
+        for entry in processes.recorded(home / RUN_DIRECTORY)
+        if processes.is_running(entry.pid, entry.marker)
+    }
+    return state if {"moto", "postgres"} <= alive else None
+
+
+def _restart(home: Path, state: LocalState, report: Report) -> LocalState:
+    """Start the runtime and the gateway again on the running stack: the events, views and
+    checkpoints are kept, and the gateway keeps its port when it is still free."""
+    run = home / RUN_DIRECTORY
+    report("the runtime or the gateway had stopped: restarting them on the running stack")
+    _stop(run, ("gateway", "runtime"))
+    for name in (STATUS_FILE, gateway.STATUS_FILE):
+        (home / name).unlink(missing_ok=True)
+    previous = gateway.read_definition(home)
+    port = int(state.api_url.rsplit(":", 1)[1].split("/", 1)[0]) if state.api_url else 0
+    gateway.write_definition(home, replace(previous, port=port))
+    _start_runtime(home, run)
+    restarted = replace(state, outputs={**state.outputs, API_URL_OUTPUT: _start_gateway(home, run)})
+    (home / STATE_FILE).write_text(json.dumps(asdict(restarted), indent=1), encoding="utf-8")
+    return restarted
+
+
+def _deploy(
+    endpoint_url: str, database_url: str
+) -> tuple[RuntimeConfig, dict[str, str], gateway.ApiDefinition]:
     from devstack.deploy import deploy_stack
     from devstack.stack import runtime_config
 
@@ -227,7 +279,15 @@ def _deploy(endpoint_url: str, database_url: str) -> tuple[RuntimeConfig, dict[s
         dynamodb=clients["dynamodb"],
         kinesis=clients["kinesis"],
     )
-    return config, dict(deployed.outputs)
+    api = gateway.api_definition(
+        deployed.template,
+        deployed.physical_ids,
+        deployed.parameters,
+        region=deployed.region,
+        account_id=deployed.stack_id.split(":")[4],
+        stage=deployed.parameters["Stage"],
+    )
+    return config, dict(deployed.outputs), api
 
 
 @contextmanager
@@ -276,6 +336,7 @@ def _start_runtime(home: Path, run: Path) -> None:
         cwd=REPO_ROOT,
     )
     processes.record(run, "runtime", process.pid, _RUNTIME_MARKER)
+    _reap_when_done(process)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not (home / STATUS_FILE).exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -284,26 +345,104 @@ def _start_runtime(home: Path, run: Path) -> None:
         time.sleep(0.05)
 
 
+def _start_gateway(home: Path, run: Path) -> str:
+    """Start the gateway process; the API's URL once it serves."""
+    (home / gateway.STATUS_FILE).unlink(missing_ok=True)
+    log = home / LOGS_DIRECTORY / "gateway.log"
+    process = processes.spawn(
+        [sys.executable, "-m", gateway.GATEWAY_MARKER, str(home.resolve())],
+        log_path=log,
+        cwd=REPO_ROOT,
+    )
+    processes.record(run, "gateway", process.pid, gateway.GATEWAY_MARKER)
+    _reap_when_done(process)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while (status := gateway.read_status(home)) is None or status["pid"] != process.pid:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise LocalStackError(f"the gateway did not start (see {log})")
+        time.sleep(0.05)
+    return str(status["url"])
+
+
+def _reap_when_done(process: subprocess.Popen[bytes]) -> None:
+    """The stack's processes outlive ``up``; while the process that started them lives on (a
+    test, the demo), a thread waits for each so that its end leaves no zombie."""
+    threading.Thread(target=process.wait, daemon=True, name=f"reap-{process.pid}").start()
+
+
 # ── down ─────────────────────────────────────────────────────────────────────────────────────
 
 
-def down(home: Path = DEFAULT_HOME) -> list[str]:
-    """Stop everything ``up`` started (runtime, then moto, then PostgreSQL); what was stopped."""
+@dataclass
+class DownReport:
+    """What ``down`` stopped and dropped, and where what it keeps is."""
+
+    stopped: list[str]
+    dropped_schemas: list[str]
+    logs: str  # the processes' logs, kept for a look after a crash
+    postgres_data: str  # the embedded PostgreSQL's data directory, kept for the next ``up``
+
+
+_STOP_ORDER = ("gateway", "runtime", "moto", "postgres")
+
+
+def down(home: Path = DEFAULT_HOME) -> DownReport:
+    """Stop everything ``up`` started (gateway, runtime, moto, then PostgreSQL once the schemas
+    ``payledger rebuild`` left in it are dropped)."""
     run = home / RUN_DIRECTORY
+    state = read_state(home)
+    stopped = _stop(run, _STOP_ORDER[:3])
+    dropped = _drop_rebuild_schemas(state, run) if state is not None else []
+    stopped += _stop(run, None)
+    leftover = postmaster_pid(home / POSTGRES_DIRECTORY)
+    if leftover is not None and processes.stop(leftover, _POSTGRES_MARKER, signum=2):
+        stopped.append("postgres")
+    for name in (STATE_FILE, STATUS_FILE, DRAIN_FILE, gateway.STATUS_FILE):
+        (home / name).unlink(missing_ok=True)
+    return DownReport(
+        stopped=stopped,
+        dropped_schemas=dropped,
+        logs=str(home / LOGS_DIRECTORY),
+        postgres_data=str(home / POSTGRES_DIRECTORY),
+    )
+
+
+def _stop(run: Path, names: tuple[str, ...] | None) -> list[str]:
+    """Stop the recorded processes called ``names`` (all when None), in ``_STOP_ORDER``."""
     stopped = []
-    order = {"runtime": 0, "moto": 1, "postgres": 2}
+    order = {name: index for index, name in enumerate(_STOP_ORDER)}
     for entry in sorted(processes.recorded(run), key=lambda item: order.get(item.name, 9)):
+        if names is not None and entry.name not in names:
+            continue
         # PostgreSQL's fast shutdown is SIGINT; the others end cleanly on SIGTERM.
         signum = 2 if entry.name == "postgres" else 15
         if processes.stop(entry.pid, entry.marker, signum=signum):
             stopped.append(entry.name)
         processes.forget(run, entry.name)
-    leftover = postmaster_pid(home / POSTGRES_DIRECTORY)
-    if leftover is not None and processes.stop(leftover, _POSTGRES_MARKER, signum=2):
-        stopped.append("postgres")
-    for name in (STATE_FILE, STATUS_FILE, DRAIN_FILE):
-        (home / name).unlink(missing_ok=True)
     return stopped
+
+
+def _drop_rebuild_schemas(state: LocalState, run: Path) -> list[str]:
+    """Drop the schemas rebuilds created beside the live one (``<schema>_rebuild_<time>``, and
+    ``<schema>_replaced_<time>`` that a swap retired), while the embedded PostgreSQL runs."""
+    alive = any(
+        entry.name == "postgres" and processes.is_running(entry.pid, entry.marker)
+        for entry in processes.recorded(run)
+    )
+    if not alive:
+        return []
+    prefixes = [state.database_schema + suffix for suffix in _REBUILD_SUFFIXES]
+    with psycopg.connect(state.database_url, autocommit=True) as connection:
+        names = [
+            str(row[0])
+            for row in connection.execute("SELECT nspname FROM pg_namespace ORDER BY nspname")
+            if any(str(row[0]).startswith(prefix) for prefix in prefixes)
+        ]
+        for name in names:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+            )
+    return names
 
 
 # ── status ───────────────────────────────────────────────────────────────────────────────────

@@ -9,10 +9,15 @@ The server never "invokes" a function itself (``stop_moto_invoking_functions``):
 runtime's pumps play every event source mapping. Two DynamoDB paths that slow down as a table
 grows are patched for speed, answers unchanged (``devstack.motopatches``); ``--unpatched`` leaves
 them as moto has them, for the test that compares both.
+
+The local HTTP gateway verifies SigV4 signatures against the credentials this emulated IAM and
+STS issued; no AWS API returns a secret, so the server answers one loopback route of its own,
+``GET /_payledger/principal/<access key id>`` (``principal_lookup``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +32,7 @@ from devstack import motopatches
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 60
 MOTO_MARKER = "devstack.motoserver"  # in the command line of every server process
+PRINCIPAL_ROUTE = "/_payledger/principal/"
 
 
 class MotoServer:
@@ -110,6 +116,8 @@ def start_detached_moto(log_path: Path, *, cwd: Path) -> tuple[int, int]:
         process.kill()
         process.wait()
         raise RuntimeError(f"moto server did not start (see {log_path}): {line!r}")
+    # While the process that started it lives on (a test, the demo), its end leaves no zombie.
+    threading.Thread(target=process.wait, daemon=True, name=f"reap-{process.pid}").start()
     return process.pid, int(line.split()[1])
 
 
@@ -133,7 +141,9 @@ def _serve(*, until_terminated: bool, patched: bool) -> None:
     stop_moto_invoking_functions()
     if patched:
         motopatches.apply()
-    application = serialize_dynamodb(DomainDispatcherApplication(create_backend_app))
+    application = principal_lookup(
+        serialize_dynamodb(DomainDispatcherApplication(create_backend_app))
+    )
     server = make_server(LOOPBACK, 0, application, True, request_handler=MotoRequestHandler)
     print(f"PORT {server.server_port}", flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -183,6 +193,94 @@ def serialize_dynamodb(application: Any) -> Any:
             return list(application(environ, start_response))
 
     return serialized
+
+
+def principal_lookup(application: Any) -> Any:
+    """Answer ``GET PRINCIPAL_ROUTE<access key id>`` with what the emulated IAM and STS hold of
+    that key (``principal_document``), 404 when they hold nothing; pass everything else on."""
+
+    def lookup(environ: dict[str, Any], start_response: Any) -> Any:
+        path = str(environ.get("PATH_INFO", ""))
+        if not path.startswith(PRINCIPAL_ROUTE) or environ.get("REQUEST_METHOD") != "GET":
+            return application(environ, start_response)
+        document = principal_document(path.removeprefix(PRINCIPAL_ROUTE))
+        status = "200 OK" if document is not None else "404 Not Found"
+        body = json.dumps(document if document is not None else {"message": "unknown key"})
+        start_response(status, [("Content-Type", "application/json")])
+        return [body.encode()]
+
+    return lookup
+
+
+def principal_document(access_key_id: str) -> dict[str, Any] | None:
+    """The principal that owns ``access_key_id``: an assumed role's temporary key (``ASIA…``) or
+    an IAM user's key, with its secret, session token, state and every policy that applies to
+    it (documents as JSON text), as ``moto.iam.access_control`` collects them."""
+    from moto.iam.access_control import AssumedRoleAccessKey, IAMUserAccessKey
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    for account_id in list(iam_backends.keys()):
+        for partition in list(iam_backends[account_id].keys()):
+            iam = iam_backends[account_id][partition]
+            role = sts_backends[account_id][partition].get_assumed_role_from_access_key(
+                access_key_id
+            )
+            if role is not None:
+                key = AssumedRoleAccessKey(
+                    account_id,
+                    partition,
+                    access_key_id,
+                    {"X-Amz-Security-Token": role.session_token},
+                )
+                return {
+                    "kind": "assumed-role",
+                    "account_id": account_id,
+                    "secret_access_key": role.secret_access_key,
+                    "session_token": role.session_token,
+                    "status": "Active",
+                    "expiration": role.expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "arn": role.arn,
+                    "caller_id": role.user_id,
+                    "policies": [_policy_text(policy) for policy in key.collect_policies()],
+                }
+            user = _user_with_key(iam, access_key_id)
+            if user is not None:
+                owner, secret, status = user
+                user_key = IAMUserAccessKey(account_id, partition, access_key_id, {})
+                return {
+                    "kind": "user",
+                    "account_id": account_id,
+                    "secret_access_key": secret,
+                    "session_token": None,
+                    "status": status,
+                    "expiration": None,
+                    "arn": user_key.arn,
+                    "caller_id": owner,
+                    "policies": [_policy_text(policy) for policy in user_key.collect_policies()],
+                }
+    return None
+
+
+def _user_with_key(iam: Any, access_key_id: str) -> tuple[str, str, str] | None:
+    """(user id, secret, status) of the IAM user owning ``access_key_id``."""
+    for user in iam.list_users("/", None, None):
+        for key in user.access_keys:
+            if key.access_key_id == access_key_id:
+                return str(user.id), str(key.secret_access_key), str(key.status)
+    return None
+
+
+def _policy_text(policy: Any) -> str:
+    """A policy's document as JSON text: inline ones are text or a dict holding it, managed ones
+    their default version's."""
+    from moto.iam.models import Policy
+
+    if isinstance(policy, Policy):
+        return str(next(v.document for v in policy.versions if v.is_default))
+    if isinstance(policy, str):
+        return policy
+    return str(policy["policy_document"])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""``payledger local up|status|down`` as a developer runs them, each a process of its own, in a
-directory of the test's own (its ``.payledger``): the stack comes up on a free port, other
-commands use it with nothing configured, the consumers catch up, and ``down`` stops everything
-even after the runtime and moto were killed."""
+"""``payledger local up|status|down|credentials`` as a developer runs them, each a process of its
+own, in a directory of the test's own (its ``.payledger``): the stack comes up on a free port,
+other commands use it with nothing configured, the consumers catch up, ``up`` after the runtime
+crashed restarts it on the same stack (nothing lost), and ``down`` stops everything even after
+the runtime and moto were killed."""
 
 from __future__ import annotations
 
@@ -72,10 +73,20 @@ def test_local_up_status_use_and_down_after_a_crash(tmp_path: Path) -> None:
         assert code == 0
         assert report["running"] is True
         assert {process["name"] for process in report["processes"]} == {
+            "gateway",
             "moto",
             "postgres",
             "runtime",
         }
+        api_url = state["outputs"]["ApiUrl"]
+        assert api_url.startswith("http://127.0.0.1:")
+        assert report["state"]["outputs"]["ApiUrl"] == api_url
+        issued = payledger(tmp_path, "local", "credentials", "e2e-agent", "--json")
+        assert issued.returncode == 0, issued.stderr
+        credentials = json.loads(issued.stdout)
+        assert credentials["Version"] == 1
+        assert credentials["AccessKeyId"].startswith("ASIA")
+        assert {"SecretAccessKey", "SessionToken", "Expiration"} <= set(credentials)
         assert all(process["running"] for process in report["processes"])
         consumers = {consumer["consumer"] for consumer in report["consumers"]}
         assert any(name.startswith("kinesis-destination-") for name in consumers)
@@ -104,6 +115,23 @@ def test_local_up_status_use_and_down_after_a_crash(tmp_path: Path) -> None:
             time.sleep(0.5)
         else:
             raise AssertionError(f"the projection never caught up: {report['consumers']}")
+
+        # The runtime crashes: up restarts it (and the gateway) on the same stack.
+        runtime_pid = {p["name"]: p["pid"] for p in report["processes"]}["runtime"]
+        os.kill(runtime_pid, signal.SIGKILL)
+        code, report = status(tmp_path)
+        assert code == 1
+        restarted = payledger(tmp_path, "local", "up", "--json")
+        assert restarted.returncode == 0, restarted.stderr
+        again_state = json.loads(restarted.stdout)["local"]
+        assert again_state["endpoint_url"] == state["endpoint_url"]
+        assert again_state["outputs"]["EventsTableName"] == state["outputs"]["EventsTableName"]
+        code, report = status(tmp_path)
+        assert code == 0
+        assert {p["name"]: p["pid"] for p in report["processes"]}["runtime"] != runtime_pid
+        history = payledger(tmp_path, "history", "pay-local-1", "--json")
+        assert history.returncode == 0, history.stderr
+        assert len(json.loads(history.stdout)["events"]) == 1
 
         # A crash: the runtime and moto die; the stack is not running any more.
         pids = {process["name"]: process["pid"] for process in report["processes"]}

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from devstack.agents import proxy_event
+from devstack.gateway import proxy_event
 from handlers.api import handler
 from handlers.api.dependencies import payment_service, payment_state_reader
 from handlers.api.models import (
