@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.codec import canonical_json, chain_hash, uuid7, verify_chain
@@ -103,6 +104,51 @@ def test_pan_detected(text: str) -> None:
 )  # fmt: skip
 def test_not_a_pan(text: str) -> None:
     assert not contains_pan(text)
+
+
+FULL_WIDTH_VISA = VISA.translate({ord(digit): 0xFF10 + int(digit) for digit in "0123456789"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["4111.1111.1111.1111", "4111/1111/1111/1111", "4111_1111_1111_1111", "4111  1111  1111  1111",
+     "4111\u00a01111\u00a01111\u00a01111", "4111\u200b1111\u200b1111\u200b1111",
+     "4\u200d111111111111111", FULL_WIDTH_VISA, f"card:{FULL_WIDTH_VISA}.",
+     "4111 - 1111 - 1111 - 1111", f"{VISA}\u00ad"],
+)  # fmt: skip
+def test_pan_detected_through_other_separators_and_forms(text: str) -> None:
+    assert contains_pan(text)
+    assert redact_pans(text).count(PAN_MASK) == 1
+    with pytest.raises(PanDetectedError):
+        reject_pans({"note": text}, where="metadata")
+
+
+@settings(max_examples=2000)
+@given(st.uuids(), st.sampled_from(["{}", "{!s:.36}", "key-{}", "{} and {}", "urn:uuid:{}"]))
+def test_a_uuid_is_never_a_pan(value: uuid.UUID, shape: str) -> None:
+    for text in (shape.format(value, value), shape.format(value.hex, value.hex).upper()):
+        assert not contains_pan(text), text
+        assert redact_pans(text) == text
+
+
+def test_uuids_that_hold_a_luhn_valid_digit_run_are_not_pans() -> None:
+    # Random UUIDv4s whose dashes join a Luhn-valid run of 13+ digits (about 1 in 500 does):
+    # the guard once refused them as card numbers.
+    for text in (
+        "7ee5e857-3489-4498-9143-40ff813fb5cd",
+        "61502dee-3518-4376-8241-0ad1f6da7a63",
+        "a0123246-7537-4466-a233-0a67aac0a780",
+    ):
+        assert not contains_pan(text)
+        assert not contains_pan(f"Idempotency-Key: {text}")
+    assert contains_pan(f"7ee5e857-3489-4498-9143-40ff813fb5cd paid with {VISA}")
+
+
+def test_redaction_of_a_non_ascii_text_masks_exactly_the_pan() -> None:
+    text = f"caf\u00e9 \u2014 {FULL_WIDTH_VISA} \u2014 fin"
+    assert redact_pans(text) == f"caf\u00e9 \u2014 {PAN_MASK} \u2014 fin"
+    hidden = "paid 4111\u200b1111\u200b1111\u200b1111 ok"
+    assert redact_pans(hidden) == f"paid {PAN_MASK} ok"
 
 
 def test_pan_in_key_integer_and_nested_value_is_rejected() -> None:

@@ -343,4 +343,6 @@ def test_as_of_takes_the_history_recorded_by_then(
     assert service.get(PAY, as_of=clock.now.isoformat()).state.status == "captured"
     with pytest.raises(NotFoundError):
         service.get(PAY, as_of="2000-01-01T00:00:00Z")
-    assert service.get(PAY, version_max=10**40).version == 4  # clamped, not refused
+    assert service.get(PAY, version_max=4).version == 4
+    with pytest.raises(NotFoundError):  # a version not reached is refused, never clamped
+        service.get(PAY, version_max=5)
