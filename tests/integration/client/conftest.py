@@ -111,7 +111,7 @@ class _Gateway(BaseHTTPRequestHandler):
         api: ApiServer = self.server.api  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            principal = _authenticated(self.command, self.path, dict(self.headers.items()), body)
+            identity = _authenticated(self.command, self.path, dict(self.headers.items()), body)
         except Refused as refused:
             headers = {"x-amzn-ErrorType": refused.error_type} if refused.error_type else {}
             self._answer(refused.status, headers, json.dumps(refused.body))
@@ -125,7 +125,7 @@ class _Gateway(BaseHTTPRequestHandler):
             self._answer(503, {}, json.dumps({"message": "Service Unavailable"}))
             return
         status, headers, text = _invoke(
-            self.command, self.path, dict(self.headers.items()), body, principal
+            self.command, self.path, dict(self.headers.items()), body, identity
         )
         if fault == "drop":
             self.close_connection = True
@@ -145,7 +145,7 @@ class _Gateway(BaseHTTPRequestHandler):
 
 
 def _invoke(
-    method: str, target: str, headers: dict[str, str], body: bytes, principal: dict[str, Any]
+    method: str, target: str, headers: dict[str, str], body: bytes, identity: dict[str, Any]
 ) -> tuple[int, Any, str]:
     """The API's answer to the request, through its Lambda handler, as API Gateway calls it."""
     parts = urlsplit(target)
@@ -157,7 +157,7 @@ def _invoke(
         body=body.decode() if body else None,
         headers=headers,
         query=query or None,
-        identity=identity_of(principal, access_key=principal["caller_id"]),
+        identity=identity,
     )
     response = handler(event, FakeLambdaContext("payledger-api"))
     answered = {name: values[-1] for name, values in response["multiValueHeaders"].items()}
@@ -187,10 +187,10 @@ def _principal(access_key_id: str) -> dict[str, Any] | None:
 def _authenticated(
     method: str, target: str, headers: dict[str, str], body: bytes
 ) -> dict[str, Any]:
-    """The caller's principal; ``Refused`` with API Gateway's 403 when the signature does not
-    verify."""
+    """The caller's ``requestContext.identity``; ``Refused`` with API Gateway's 403 when the
+    signature does not verify."""
     raw_path, _, query = target.partition("?")
     lower = {name.lower(): value for name, value in headers.items()}
     request = SignedRequest(method, raw_path, query, lower, body)
-    _, principal = authenticate(request, _principal, region=REGION)
-    return principal
+    authorization, principal = authenticate(request, _principal, region=REGION)
+    return identity_of(principal, access_key=authorization.access_key_id)
