@@ -5,13 +5,16 @@ the reason when it did not within the timeout or broke, and is "not run" when it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from cli import app, smoke
+from cli import app, common, smoke
 from cli.smoke import Probes, run_smoke
+from devstack.runtime import DRAIN_FILE
 
 
 @dataclass
@@ -165,3 +168,18 @@ def test_the_command_prints_the_checks_and_exits_0_or_6(
     result = CliRunner().invoke(app, ["smoke", "--timeout", "1", "--json"])
     assert result.exit_code == exit_code, result.output
     assert '"name": "archive"' in result.stdout
+
+
+@pytest.mark.parametrize("drained_before", [False, True])
+def test_against_the_local_stack_batches_are_drained_while_smoke_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, drained_before: bool
+) -> None:
+    monkeypatch.setenv("PAYLEDGER_HOME", str(tmp_path))
+    monkeypatch.setattr(common, "local_stack", lambda: SimpleNamespace(stack_name="local-1"))
+    if drained_before:
+        (tmp_path / DRAIN_FILE).touch()
+    with smoke.local_batches_drained(SimpleNamespace(stack="local-1")):  # type: ignore[arg-type]
+        assert (tmp_path / DRAIN_FILE).exists()
+    assert (tmp_path / DRAIN_FILE).exists() is drained_before
+    with smoke.local_batches_drained(SimpleNamespace(stack="deployed")):  # type: ignore[arg-type]
+        assert (tmp_path / DRAIN_FILE).exists() is drained_before

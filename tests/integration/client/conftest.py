@@ -10,24 +10,19 @@ Only ``url`` and ``credentials`` are what a real gateway also has.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from devstack.agents import proxy_event
+from devstack.gateway import Refused, SignedRequest, authenticate, identity_of, proxy_event
 from ledger.memory import MemoryEventStore
 from ledger.service import PaymentService
 from payledger_client import PayledgerClient
@@ -49,7 +44,6 @@ PRINCIPALS = {
     "AKIACLIENTTESTS": ("client-tests-secret", None),
     "testing": ("testing", "testing"),
 }
-CLOCK_SKEW = timedelta(minutes=5)
 
 Fault = Literal["throttle", "unavailable", "drop"]
 
@@ -116,9 +110,11 @@ class _Gateway(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         api: ApiServer = self.server.api  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        refusal = _refusal(self.command, self.path, dict(self.headers.items()), body)
-        if refusal is not None:
-            self._answer(403, {"x-amzn-ErrorType": refusal[0]}, json.dumps({"message": refusal[1]}))
+        try:
+            identity = _authenticated(self.command, self.path, dict(self.headers.items()), body)
+        except Refused as refused:
+            headers = {"x-amzn-ErrorType": refused.error_type} if refused.error_type else {}
+            self._answer(refused.status, headers, json.dumps(refused.body))
             return
         api.received.append({name.lower(): value for name, value in self.headers.items()})
         fault = api.faults.popleft() if api.faults else None
@@ -128,7 +124,9 @@ class _Gateway(BaseHTTPRequestHandler):
         if fault == "unavailable":
             self._answer(503, {}, json.dumps({"message": "Service Unavailable"}))
             return
-        status, headers, text = _invoke(self.command, self.path, dict(self.headers.items()), body)
+        status, headers, text = _invoke(
+            self.command, self.path, dict(self.headers.items()), body, identity
+        )
         if fault == "drop":
             self.close_connection = True
             return
@@ -146,95 +144,53 @@ class _Gateway(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _invoke(method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, str]:
+def _invoke(
+    method: str, target: str, headers: dict[str, str], body: bytes, identity: dict[str, Any]
+) -> tuple[int, Any, str]:
     """The API's answer to the request, through its Lambda handler, as API Gateway calls it."""
     parts = urlsplit(target)
     path = unquote(parts.path).removeprefix(f"/{STAGE}")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    akid = _authorization(headers["Authorization"])["Credential"].split("/")[0]
     event = proxy_event(
         method,
         path,
         body=body.decode() if body else None,
         headers=headers,
         query=query or None,
-        identity={
-            "caller": akid,
-            "accessKey": akid,
-            "userArn": f"arn:aws:iam::{ACCOUNT}:user/{akid}",
-        },
+        identity=identity,
     )
     response = handler(event, FakeLambdaContext("payledger-api"))
     answered = {name: values[-1] for name, values in response["multiValueHeaders"].items()}
     return response["statusCode"], answered, response["body"]
 
 
-# ── SigV4, verified as API Gateway does ───────────────────────────────────────────────────────
+# ── SigV4, verified by the local gateway's own verification ──────────────────────────────────
 
 
-def _refusal(
+def _principal(access_key_id: str) -> dict[str, Any] | None:
+    """The gateway's view of a principal the test server knows (as the emulated IAM keeps it)."""
+    known = PRINCIPALS.get(access_key_id)
+    if known is None:
+        return None
+    secret, token = known
+    return {
+        "account_id": ACCOUNT,
+        "secret_access_key": secret,
+        "session_token": token,
+        "status": "Active",
+        "expiration": None,
+        "arn": f"arn:aws:iam::{ACCOUNT}:user/{access_key_id}",
+        "caller_id": access_key_id,
+    }
+
+
+def _authenticated(
     method: str, target: str, headers: dict[str, str], body: bytes
-) -> tuple[str, str] | None:
-    """API Gateway's (error type, message) for a request it refuses, None for a valid one."""
+) -> dict[str, Any]:
+    """The caller's ``requestContext.identity``; ``Refused`` with API Gateway's 403 when the
+    signature does not verify."""
+    raw_path, _, query = target.partition("?")
     lower = {name.lower(): value for name, value in headers.items()}
-    if "authorization" not in lower:
-        return "MissingAuthenticationTokenException", "Missing Authentication Token"
-    fields = _authorization(lower["authorization"])
-    akid, _, region, service, _ = fields["Credential"].split("/")
-    principal = PRINCIPALS.get(akid)
-    token = lower.get("x-amz-security-token")
-    if principal is None or token != principal[1]:
-        return (
-            "UnrecognizedClientException",
-            "The security token included in the request is invalid.",
-        )
-    timestamp = lower.get("x-amz-date", "")
-    signed_at = datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    if abs(datetime.now(UTC) - signed_at) > CLOCK_SKEW or (region, service) != (
-        REGION,
-        "execute-api",
-    ):
-        return "InvalidSignatureException", "Signature expired or for another region or service"
-    parts = urlsplit(target)
-    request = AWSRequest(
-        method,
-        f"http://{lower['host']}{parts.path}",
-        headers={name: lower[name] for name in fields["SignedHeaders"].split(";")},
-        params=parse_qsl(parts.query, keep_blank_values=True),
-    )
-    request.context["timestamp"] = timestamp
-    verifier = _Verifier(Credentials(akid, principal[0], token), fields["SignedHeaders"].split(";"))
-    verifier.body_hash = hashlib.sha256(body).hexdigest()
-    expected = verifier.signature(
-        verifier.string_to_sign(request, verifier.canonical_request(request)), request
-    )
-    if not hmac.compare_digest(expected, fields["Signature"]):
-        return (
-            "InvalidSignatureException",
-            "The request signature we calculated does not match the signature you provided.",
-        )
-    return None
-
-
-def _authorization(value: str) -> dict[str, str]:
-    _, _, rest = value.partition(" ")
-    return dict(part.strip().split("=", 1) for part in rest.split(","))
-
-
-class _Verifier(SigV4Auth):
-    """botocore's signer on a received request: exactly its signed headers, its body's hash."""
-
-    body_hash = ""
-
-    def __init__(self, credentials: Credentials, signed_headers: list[str]) -> None:
-        super().__init__(credentials, "execute-api", REGION)
-        self._signed_headers = signed_headers
-
-    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
-        signed = HTTPHeaders()
-        for name in self._signed_headers:
-            signed[name] = request.headers[name]
-        return signed
-
-    def payload(self, request: AWSRequest) -> str:
-        return self.body_hash
+    request = SignedRequest(method, raw_path, query, lower, body)
+    authorization, principal = authenticate(request, _principal, region=REGION)
+    return identity_of(principal, access_key=authorization.access_key_id)

@@ -29,7 +29,8 @@ print(json.dumps(captured.payment))
 """
 
 
-def _run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """``command``'s standard output; it must succeed."""
     done = subprocess.run(
         [str(part) for part in command],
         cwd=cwd,
@@ -43,13 +44,20 @@ def _run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> 
     return done.stdout
 
 
-def test_the_wheel_installs_alone_and_pays_over_http(api: ApiServer, tmp_path: Path) -> None:
-    _run(UV, "build", "--wheel", ROOT / "client", "--out-dir", tmp_path / "dist", cwd=tmp_path)
-    (wheel,) = (tmp_path / "dist").glob("payledger_client-*.whl")
-    _run(UV, "venv", tmp_path / "venv", "--python", sys.executable, cwd=tmp_path)
-    python = tmp_path / "venv" / "bin" / "python"
+def install_client(directory: Path) -> Path:
+    """The python of a fresh virtual environment in ``directory`` holding only the client's
+    wheel and its dependencies."""
+    run(UV, "build", "--wheel", ROOT / "client", "--out-dir", directory / "dist", cwd=directory)
+    (wheel,) = (directory / "dist").glob("payledger_client-*.whl")
+    run(UV, "venv", directory / "venv", "--python", sys.executable, cwd=directory)
+    python = directory / "venv" / "bin" / "python"
     # Offline: every dependency is in uv's cache since the project's own install.
-    _run(UV, "pip", "install", "--offline", "--python", python, wheel, cwd=tmp_path)
+    run(UV, "pip", "install", "--offline", "--python", python, wheel, cwd=directory)
+    return python
+
+
+def test_the_wheel_installs_alone_and_pays_over_http(api: ApiServer, tmp_path: Path) -> None:
+    python = install_client(tmp_path)
 
     env = {
         "PATH": os.environ["PATH"],
@@ -60,7 +68,7 @@ def test_the_wheel_installs_alone_and_pays_over_http(api: ApiServer, tmp_path: P
     }
     # Run from an empty directory: the repository's packages must not be found from the cwd.
     script = PAY.replace("API_URL", repr(api.url))
-    payment = json.loads(_run(python, "-c", script, cwd=tmp_path, env=env))
+    payment = json.loads(run(python, "-c", script, cwd=tmp_path, env=env))
     assert payment["status"] == "captured"
 
     site_packages = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
