@@ -27,7 +27,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from devstack.agents import proxy_event
+from devstack.gateway import proxy_event
 from ledger.memory import MemoryEventStore
 from ledger.service import PaymentService
 from payledger_client import PayledgerClient
