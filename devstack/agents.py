@@ -52,7 +52,7 @@ CAPTURE = Actor("agent", "capture-agent", version="1.4")
 SUPPORT = Actor("operator", "support-2")
 SETTLEMENT = Actor("system", "settlement")
 EXPIRY = Actor("system", "hold-expiry")
-AGENTS = (CHECKOUT, FRAUD, REVIEWER, AUTHORISATION, CAPTURE, SUPPORT, SETTLEMENT, EXPIRY)
+ACTORS = (CHECKOUT, FRAUD, REVIEWER, AUTHORISATION, CAPTURE, SUPPORT, SETTLEMENT, EXPIRY)
 
 
 def agent_clients(
@@ -71,7 +71,7 @@ def agent_clients(
             timeout_s=REQUEST_TIMEOUT_S,
             retries_max=0,
         )
-        for agent in AGENTS
+        for agent in ACTORS
     }
 
 

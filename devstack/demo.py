@@ -23,13 +23,7 @@ import psycopg
 from archive.audit import QueryResult
 from archive.reader import ArchiveReader
 from devstack import local, principals
-from devstack.agents import (
-    PaymentPlan,
-    WorkloadReport,
-    agent_clients,
-    plan_payments,
-    run_workload,
-)
+from devstack.agents import PaymentPlan, WorkloadReport, agent_clients, plan_payments, run_workload
 from devstack.checks import (
     AUDIT_REPORT,
     Check,

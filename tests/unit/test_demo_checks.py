@@ -13,7 +13,7 @@ from rich.console import Console
 from cli.demo import render_verdict
 from cli.exit_codes import EXIT_OK
 from devstack.agents import (
-    AGENTS,
+    ACTORS,
     CREATED,
     REPLAYED,
     PaymentPlan,
@@ -181,8 +181,8 @@ def test_each_agent_sends_every_planned_step_once_with_the_plans_key_as_itself()
     steps = [step for plan in plans for step in plan.steps]
     refused = {step.key: step.expect for step in steps if step.expect not in (CREATED, REPLAYED)}
     recorded: set[str] = set()
-    calls: dict[str, list[tuple[str, str, Any]]] = {agent.id: [] for agent in AGENTS}
-    clients: Any = {agent.id: LedgerClient(recorded, refused, calls[agent.id]) for agent in AGENTS}
+    calls: dict[str, list[tuple[str, str, Any]]] = {agent.id: [] for agent in ACTORS}
+    clients: Any = {agent.id: LedgerClient(recorded, refused, calls[agent.id]) for agent in ACTORS}
 
     report = run_workload(clients, plans, threads=2)
 
@@ -191,11 +191,11 @@ def test_each_agent_sends_every_planned_step_once_with_the_plans_key_as_itself()
     assert report.replayed == sum(step.expect == REPLAYED for step in steps) > 0
     assert report.refused == len(refused) > 0
     assert report.created == sum(step.expect == CREATED for step in steps)
-    for agent in AGENTS:
+    for agent in ACTORS:
         sent = sorted(key for _, _, key in calls[agent.id])
         assert sent == sorted(step.key for step in steps if step.agent == agent)
         assert {actor for _, actor, _ in calls[agent.id]} <= {f"{agent.kind}:{agent.id}"}
-    assert {name for agent in AGENTS for name, _, _ in calls[agent.id]} == {
+    assert {name for agent in ACTORS for name, _, _ in calls[agent.id]} == {
         "initiate_payment",
         "assess_risk",
         "authorize_payment",
@@ -212,7 +212,7 @@ def test_an_answer_other_than_planned_is_reported_with_its_route_and_agent() -> 
     plans = planned(1)
     first = plans[0].steps[0]
     clients: Any = {
-        agent.id: LedgerClient(set(), {first.key: "pan_detected"}, []) for agent in AGENTS
+        agent.id: LedgerClient(set(), {first.key: "pan_detected"}, []) for agent in ACTORS
     }
 
     report = run_workload(clients, plans, threads=1)
