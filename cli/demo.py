@@ -90,7 +90,7 @@ def _run(console: Console, state: LocalState, home: Path, payments: int, seed: i
     plans = demo.plan(payments, seed)
     with _progress(console) as progress:
         agents = progress.add_task("agents", total=demo.requests_planned(plans))
-        report = demo.run_agents(home, plans, advance=lambda n: progress.advance(agents, n))
+        report = demo.run_agents(state, plans, advance=lambda n: progress.advance(agents, n))
         catching_up = progress.add_task("consumers catching up", total=None)
 
         def show(step: CatchUpProgress) -> None:

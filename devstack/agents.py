@@ -1,10 +1,10 @@
-"""Reference agents acting on payments through the payments API, as API Gateway calls it.
+"""Reference agents acting on payments through the payments API, over HTTP.
 
-``ApiGateway`` plays API Gateway's REST proxy integration: each request becomes the event the
-API function receives, invoked in the function's own runtime process with its deployed
-environment (``devstack.functions``). ``plan_payments`` decides, from a seed only, what every
-agent will do to each payment and what must come of it; ``run_workload`` carries the plans out
-interleaved (one step of each payment in turn, as concurrent agents would) and checks every
+Each agent calls the local stack's HTTP gateway (``devstack.gateway``) with the API client
+(``payledger_client``) as a principal of its own: requests signed with SigV4 by credentials of a
+role named after the agent (``agent_clients``). ``plan_payments`` decides, from a seed only, what
+every agent will do to each payment and what must come of it; ``run_workload`` carries the plans
+out interleaved (one step of each payment in turn, as concurrent agents would) and checks every
 answer.
 
 The agents: checkout (creates payments; its client sometimes retries a create), a fraud agent
@@ -16,7 +16,6 @@ refused; client retries), support (voids, refunds), settlement, and hold expiry.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -26,18 +25,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devstack.functions import Invocation
-from devstack.gateway import proxy_event
+from botocore.credentials import Credentials
+
 from ledger.domain.money import format_amount
 from ledger.envelope import Actor
+from payledger_client import CommandOptions, CommandResult, PayledgerClient, PayledgerError
 
 DEFAULT_PAYMENTS = 150
 DEFAULT_SEED = 7
 CREATED, REPLAYED = "created", "replayed"
+CREATE = "create"
 HOLD_SHORT_S = 3  # holds the expiry agent lets lapse
 CURRENCIES = (("EUR", 0.5), ("USD", 0.3), ("JPY", 0.2))
 MERCHANTS = 8
 PROCESSOR = "acme-pay"
+# A sandbox's first request may wait for the API function's cold start (its 10 s timeout plus
+# the init phase) before the gateway answers; an agent that gave up earlier would count as a
+# failed request what the ledger recorded.
+REQUEST_TIMEOUT_S = 60.0
 
 CHECKOUT = Actor("api", "checkout")
 FRAUD = Actor("agent", "fraud-agent", model="risk-gbm", version="2026.11")
@@ -47,53 +52,27 @@ CAPTURE = Actor("agent", "capture-agent", version="1.4")
 SUPPORT = Actor("operator", "support-2")
 SETTLEMENT = Actor("system", "settlement")
 EXPIRY = Actor("system", "hold-expiry")
+ACTORS = (CHECKOUT, FRAUD, REVIEWER, AUTHORISATION, CAPTURE, SUPPORT, SETTLEMENT, EXPIRY)
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: dict[str, Any]
-    replayed: bool
+def agent_clients(
+    api_url: str, region: str, credentials_of: Callable[[str], tuple[str, str, str]]
+) -> dict[str, PayledgerClient]:
+    """A client per agent, keyed by its id, signing as the role named after it
+    (``credentials_of(name)``: access key id, secret access key, session token).
 
-
-class ApiGateway:
-    """API Gateway's REST proxy integration in front of the API function (stage ``local``)."""
-
-    def __init__(self, invoke: Callable[[dict[str, Any]], Invocation]) -> None:
-        self._invoke = invoke
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        query: Mapping[str, str] | None = None,
-    ) -> Response:
-        event = proxy_event(
-            method,
-            path,
-            body=None if body is None else json.dumps(body),
-            headers={"Content-Type": "application/json", **(headers or {})},
-            query=query,
+    The clients never retry on their own: every retry the workload makes is a step of its plan,
+    sent with the plan's idempotency key, so each request counted is one request sent."""
+    return {
+        agent.id: PayledgerClient(
+            api_url,
+            region=region,
+            credentials=Credentials(*credentials_of(agent.id)),
+            timeout_s=REQUEST_TIMEOUT_S,
+            retries_max=0,
         )
-        invocation = self._invoke(event)
-        if invocation.error is not None:
-            # API Gateway answers 502 when the integration fails; the agents treat it as such.
-            return Response(502, {"error": {"code": "bad_gateway", **invocation.error}}, False)
-        result = invocation.result
-        headers_out = {
-            name.lower(): values[-1] for name, values in result.get("multiValueHeaders", {}).items()
-        }
-        headers_out.update(
-            {name.lower(): value for name, value in (result.get("headers") or {}).items()}
-        )
-        return Response(
-            status=int(result["statusCode"]),
-            body=json.loads(result["body"]) if result.get("body") else {},
-            replayed=headers_out.get("idempotent-replayed") == "true",
-        )
+        for agent in ACTORS
+    }
 
 
 # ── Plans ────────────────────────────────────────────────────────────────────────────────────
@@ -102,11 +81,12 @@ class ApiGateway:
 @dataclass(frozen=True, slots=True)
 class Step:
     """One request an agent makes, and what must come of it: ``created`` (201), ``replayed``
-    (200, nothing new) or the code of the error the ledger must refuse it with."""
+    (200, nothing new) or the code of the error the ledger must refuse it with. ``action`` is
+    the route's last segment (``captures``…), or ``create``."""
 
     agent: Actor
-    method: str
-    path: str
+    payment_id: str
+    action: str
     key: str
     expect: str
     body: Mapping[str, Any] | None = None
@@ -114,6 +94,12 @@ class Step:
     wait_s: float = 0  # at least this long after the payment's previous step
     hold_s: float | None = None  # authorise with a hold this many seconds long
     note: str = ""
+
+    @property
+    def route(self) -> str:
+        if self.action == CREATE:
+            return "POST /payments"
+        return f"POST /payments/{self.payment_id}/{self.action}"
 
 
 @dataclass
@@ -127,10 +113,8 @@ class PaymentPlan:
     processor_timeouts: int = 0
 
     def add(self, agent: Actor, action: str, expect: str = CREATED, **options: Any) -> None:
-        path = f"/payments/{self.payment_id}" + ("" if action == "create" else f"/{action}")
         key = options.pop("key", f"{self.payment_id}:{action}:{len(self.steps)}")
-        method = options.pop("method", "POST")
-        self.steps.append(Step(agent, method, path.replace("/create", ""), key, expect, **options))
+        self.steps.append(Step(agent, self.payment_id, action, key, expect, **options))
 
     def money(self, amount_minor: int) -> str:
         return format_amount(amount_minor, self.currency)
@@ -160,11 +144,9 @@ def _plan(rng: random.Random, payment_id: str) -> PaymentPlan:
         "description": "demo order",
         "metadata": {"channel": rng.choice(["web", "app", "pos"])},
     }
-    plan.steps.append(Step(CHECKOUT, "POST", "/payments", f"{payment_id}:create", CREATED, create))
+    plan.add(CHECKOUT, CREATE, body=create, key=f"{payment_id}:create")
     if rng.random() < 0.12:  # the checkout's client timed out and sent the same request again
-        plan.steps.append(
-            Step(CHECKOUT, "POST", "/payments", f"{payment_id}:create", REPLAYED, create)
-        )
+        plan.add(CHECKOUT, CREATE, REPLAYED, body=create, key=f"{payment_id}:create")
     if not _assess(rng, plan):
         return plan
     if not _authorise(rng, plan):
@@ -265,25 +247,26 @@ class WorkloadReport:
 
 
 def run_workload(
-    gateways: Sequence[ApiGateway],
+    clients: Mapping[str, PayledgerClient],
     plans: Sequence[PaymentPlan],
     *,
+    threads: int,
     advance: Callable[[int], None] = lambda _: None,
 ) -> WorkloadReport:
-    """Carry out every plan: one agent thread per gateway (an API function instance each, as
-    Lambda scales out), each taking its share of the payments one step of each in turn.
-    ``advance(1)`` per request."""
+    """Carry out every plan, each step by its agent's client (``clients`` by agent id):
+    ``threads`` threads, as many requests at once, each taking its share of the payments one
+    step of each in turn. ``advance(1)`` per request."""
     started = time.monotonic()
-    shares = [list(plans[index :: len(gateways)]) for index in range(len(gateways))]
-    reports = [WorkloadReport() for _ in gateways]
-    threads = [
-        threading.Thread(target=_run_share, args=(gateway, share, report, advance))
-        for gateway, share, report in zip(gateways, shares, reports, strict=True)
+    shares = [list(plans[index::threads]) for index in range(threads)]
+    reports = [WorkloadReport() for _ in shares]
+    workers = [
+        threading.Thread(target=_run_share, args=(clients, share, report, advance))
+        for share, report in zip(shares, reports, strict=True)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     merged = WorkloadReport(processor_timeouts=sum(plan.processor_timeouts for plan in plans))
     for report in reports:
         merged.requests += report.requests
@@ -297,7 +280,7 @@ def run_workload(
 
 
 def _run_share(
-    gateway: ApiGateway,
+    clients: Mapping[str, PayledgerClient],
     plans: Sequence[PaymentPlan],
     report: WorkloadReport,
     advance: Callable[[int], None],
@@ -311,7 +294,7 @@ def _run_share(
             steps = pending[payment_id]
             if time.monotonic() < done_at.get(payment_id, 0) + steps[0].wait_s:
                 continue
-            _execute(gateway, steps.popleft(), f"order-{payment_id}", report, sent)
+            _execute(clients, steps.popleft(), f"order-{payment_id}", report, sent)
             advance(1)
             done_at[payment_id], progressed = time.monotonic(), True
             if not steps:
@@ -321,22 +304,13 @@ def _run_share(
 
 
 def _execute(
-    gateway: ApiGateway,
+    clients: Mapping[str, PayledgerClient],
     step: Step,
     correlation_id: str,
     report: WorkloadReport,
     sent: dict[str, dict[str, Any]],
 ) -> None:
     agent = step.agent
-    headers = {
-        "Idempotency-Key": step.key,
-        "X-Actor": f"{agent.kind}:{agent.id}",
-        "X-Correlation-Id": correlation_id,
-    }
-    if agent.model:
-        headers["X-Actor-Model"] = agent.model
-    if agent.version:
-        headers["X-Actor-Version"] = agent.version
     body = sent.get(step.key)  # a retry sends exactly what the first attempt sent
     if body is None:
         body = dict(step.body or {})
@@ -344,17 +318,16 @@ def _execute(
             hold_until = datetime.now(UTC) + timedelta(seconds=step.hold_s)
             body["hold_until"] = hold_until.isoformat().replace("+00:00", "Z")
         sent[step.key] = body
-    response = gateway.call(step.method, step.path, body=body, headers=headers)
+    try:
+        result = _send(clients[agent.id], step, body, correlation_id)
+    except PayledgerError as error:
+        outcome, answer = error.code, f"{error.status} {error.message}"
+    else:
+        outcome = REPLAYED if result.replayed else CREATED
+        answer = f"payment {result.payment['status']} at version {result.payment['version']}"
     report.requests += 1
     if step.answer_lost:
         report.answers_lost += 1
-    outcome = (
-        REPLAYED
-        if response.status == 200 and response.replayed
-        else CREATED
-        if response.status == 201
-        else str(response.body.get("error", {}).get("code", response.status))
-    )
     if outcome == CREATED:
         report.created += 1
     elif outcome == REPLAYED:
@@ -363,6 +336,35 @@ def _execute(
         report.refused += 1
     if outcome != step.expect:
         report.unexpected.append(
-            f"{step.method} {step.path} by {agent.kind}:{agent.id}: expected {step.expect}, "
-            f"got {outcome} ({json.dumps(response.body)[:200]})"
+            f"{step.route} by {agent.kind}:{agent.id}: expected {step.expect}, "
+            f"got {outcome} ({answer[:200]})"
         )
+
+
+def _send(
+    client: PayledgerClient, step: Step, body: Mapping[str, Any], correlation_id: str
+) -> CommandResult:
+    """``step``'s command through ``client``: the body's fields are the method's arguments."""
+    agent = step.agent
+    options = CommandOptions(
+        idempotency_key=step.key,
+        correlation_id=correlation_id,
+        actor=f"{agent.kind}:{agent.id}",
+    )
+    if agent.model:
+        options["actor_model"] = agent.model
+    if agent.version:
+        options["actor_version"] = agent.version
+    if step.action == CREATE:
+        return client.initiate_payment(**body, **options)
+    commands: dict[str, Callable[..., CommandResult]] = {
+        "risk-assessments": client.assess_risk,
+        "authorization": client.authorize_payment,
+        "failure": client.fail_payment,
+        "captures": client.capture_payment,
+        "void": client.void_payment,
+        "refunds": client.refund_payment,
+        "settlement": client.settle_payment,
+        "expiry": client.expire_payment,
+    }
+    return commands[step.action](step.payment_id, **body, **options)

@@ -2,11 +2,11 @@
 a running local stack (``devstack.local``) and renders what they return; nothing here prints.
 
 ``plan`` draws this run's payments; ``run_agents`` drives reference agents through the payments
-API (``devstack.agents``); ``catch_up`` waits until every consumer has caught up (the projections
-on the DynamoDB stream; the Kinesis destination and its consumers); ``check`` verifies the events
-table with the one verification runner and runs every other check (``devstack.checks``) against
-the events it read. A check that cannot run here is returned as not run (``passed`` None), never
-as passed.
+API over HTTP, through the stack's gateway (``devstack.agents``); ``catch_up`` waits until every
+consumer has caught up (the projections on the DynamoDB stream; the Kinesis destination and its
+consumers); ``check`` verifies the events table with the one verification runner and runs every
+other check (``devstack.checks``) against the events it read. A check that cannot run here is
+returned as not run (``passed`` None), never as passed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import psycopg
 
 from archive.audit import QueryResult
 from archive.reader import ArchiveReader
-from devstack import local
-from devstack.agents import ApiGateway, PaymentPlan, WorkloadReport, plan_payments, run_workload
+from devstack import local, principals
+from devstack.agents import PaymentPlan, WorkloadReport, agent_clients, plan_payments, run_workload
 from devstack.checks import (
     AUDIT_REPORT,
     Check,
@@ -47,8 +47,7 @@ from devstack.checks import (
     view_posting_sums,
     view_snapshots,
 )
-from devstack.functions import FunctionWorker, function_environment
-from devstack.runtime import LOGS_DIRECTORY, aws_clients, load_config
+from devstack.runtime import aws_clients, load_config
 from handlers import bootstrap
 from ledger.dynamodb import DynamoDBEventStore
 from ledger.envelope import RecordedEvent, payment_stream_id
@@ -56,10 +55,9 @@ from ledger.integrity.postings import PostingSums
 from ledger.service import PaymentSnapshot, replay_steps
 
 CATCH_UP_TIMEOUT_S = 240  # the longest tumbling window must end after the last event
-API_HANDLER = "handlers.api.handler"
 ANALYTICS_HANDLER = "handlers.analytics.handler"
 ARCHIVE_HANDLER = "handlers.archive.handler"
-AGENTS = 2  # agent threads, each calling its own instance of the API function
+AGENTS = 2  # requests at once: the gateway serves each from a sandbox of its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,28 +108,19 @@ def _run_token() -> str:
 
 
 def run_agents(
-    home: Path, plans: Sequence[PaymentPlan], advance: Callable[[int], None]
+    state: local.LocalState, plans: Sequence[PaymentPlan], advance: Callable[[int], None]
 ) -> WorkloadReport:
-    """Drive the agents through the stack's API function; ``advance`` is told of each request."""
-    config = load_config(home)
-    targets = [target for target in config.functions if target.handler == API_HANDLER]
-    if not targets:
-        raise local.LocalStackError(f"the stack has no function with handler {API_HANDLER}")
-    target = targets[0]
-    environment = function_environment(
-        target,
-        endpoint_url=config.endpoint_url,
-        region=config.region,
-        database_url=config.database_url,
+    """Drive the agents through the stack's HTTP gateway (its ``ApiUrl``), each signing as the
+    local role named after it; ``advance`` is told of each request."""
+    api_url = state.outputs[local.API_URL_OUTPUT]
+    clients = agent_clients(
+        api_url, state.region, lambda name: principals.issue_credentials(state, name)
     )
-    log_path = home / LOGS_DIRECTORY / f"{target.name}.log"
-    workers = [FunctionWorker(target, environment, log_path=log_path) for _ in range(AGENTS)]
     try:
-        gateways = [ApiGateway(worker.invoke) for worker in workers]
-        return run_workload(gateways, plans, advance=advance)
+        return run_workload(clients, plans, threads=AGENTS, advance=advance)
     finally:
-        for worker in workers:
-            worker.stop()
+        for client in clients.values():
+            client.close()
 
 
 def catch_up(home: Path, report: Callable[[CatchUpProgress], None]) -> local.StackStatus:

@@ -1,6 +1,7 @@
 """``payledger demo`` as ``make demo`` runs it, with a small workload: it starts its own local
-stack in a directory of the test's own, the agents pay through the API, every consumer catches
-up, and every check it prints has run and passed; the stack is gone afterwards."""
+stack in a directory of the test's own, the agents pay through the API over HTTP (the local
+gateway logs each of their requests), every consumer catches up, and every check it prints has
+run and passed; the stack is gone afterwards."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ EXPECTED_CHECKS = [
 ]
 # A table row: cells between box-drawing bars.
 ROW = re.compile(r"^│(.*)│$")
+AGENTS_ROW = re.compile(r"^│ agents +│ passed +│ (\d+) requests:", re.MULTILINE)
+# The gateway's access log: one line per request it answered (werkzeug may colour the request).
+GATEWAY_COMMAND = re.compile(r'"(?:\x1b\[[\d;]*m)*POST /local/payments\S* HTTP/1\.1')
 
 
 def rows(lines: list[str], title: str) -> list[list[str]]:
@@ -66,5 +70,9 @@ def test_the_demo_runs_every_check_and_each_passes(tmp_path: Path) -> None:
 
     assert "local stack stopped" in output
     home = tmp_path / ".payledger"
+    requests = AGENTS_ROW.search(output)
+    assert requests is not None, output
+    gateway_log = (home / "logs" / "gateway.log").read_text(encoding="utf-8")
+    assert len(GATEWAY_COMMAND.findall(gateway_log)) == int(requests.group(1))
     assert not (home / "local.json").exists()
     assert list((home / "run").glob("*.pid")) == []

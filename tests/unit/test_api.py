@@ -90,7 +90,7 @@ def rest_event(
     identity: Mapping[str, str | None] | None = None,
     base64_encoded: bool = False,
 ) -> dict[str, Any]:
-    """The local stack's API Gateway event (``devstack.agents``), called with an API key,
+    """The local stack's API Gateway event (``devstack.gateway``), called with an API key,
     checked against Powertools' model of a REST API proxy-integration event."""
     event = proxy_event(
         method,

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 
 from cli.demo import render_verdict
 from cli.exit_codes import EXIT_OK
-from devstack.agents import WorkloadReport, plan_payments
+from devstack.agents import (
+    ACTORS,
+    CREATED,
+    REPLAYED,
+    PaymentPlan,
+    WorkloadReport,
+    plan_payments,
+    run_workload,
+)
 from devstack.checks import (
     Check,
     Ledger,
@@ -29,6 +40,7 @@ from ledger.integrity.chains import Problem
 from ledger.integrity.runner import Verification, VerifyReport, run_verification
 from ledger.memory import MemoryEventStore
 from ledger.service import fold
+from payledger_client import CommandResult, PayledgerClient, error_class
 
 READ_MODEL = "dynamodb://payment-state"
 
@@ -127,6 +139,86 @@ def test_the_agents_check_fails_on_an_unexpected_answer_or_final_status(
     plan.status = "settled"
     report.unexpected.append("POST /payments: expected created, got 409")
     assert check_workload(report, [plan], ledger).passed is False
+
+
+class LedgerClient:
+    """Stands in for one agent's ``PayledgerClient``: each call must fit the real method's
+    signature; the shared ledger records a key once, replays it after, and refuses the keys in
+    ``refused`` with their error code."""
+
+    def __init__(
+        self, recorded: set[str], refused: dict[str, str], calls: list[tuple[str, str, Any]]
+    ) -> None:
+        self._recorded, self._refused, self._calls = recorded, refused, calls
+
+    def __getattr__(self, name: str) -> Callable[..., CommandResult]:
+        signature = inspect.signature(getattr(PayledgerClient, name))
+
+        def command(*args: Any, **kwargs: Any) -> CommandResult:
+            signature.bind(self, *args, **kwargs)
+            key = kwargs["idempotency_key"]
+            self._calls.append((name, kwargs["actor"], key))
+            if key in self._refused:
+                code = self._refused[key]
+                raise error_class(code)(code, "refused", 422)
+            replayed = key in self._recorded
+            self._recorded.add(key)
+            payment: Any = {"status": "approved", "version": 1}
+            return CommandResult(payment, [], replayed, kwargs["correlation_id"], key)
+
+        return command
+
+
+def planned(count: int) -> list[PaymentPlan]:
+    plans = plan_payments(count, seed=7, run="t")
+    for plan in plans:  # nothing waits: holds never lapse in this ledger
+        plan.steps = [dataclasses.replace(step, wait_s=0) for step in plan.steps]
+    return plans
+
+
+def test_each_agent_sends_every_planned_step_once_with_the_plans_key_as_itself() -> None:
+    plans = planned(40)  # every kind of step, refusals and retries among them
+    steps = [step for plan in plans for step in plan.steps]
+    refused = {step.key: step.expect for step in steps if step.expect not in (CREATED, REPLAYED)}
+    recorded: set[str] = set()
+    calls: dict[str, list[tuple[str, str, Any]]] = {agent.id: [] for agent in ACTORS}
+    clients: Any = {agent.id: LedgerClient(recorded, refused, calls[agent.id]) for agent in ACTORS}
+
+    report = run_workload(clients, plans, threads=2)
+
+    assert report.unexpected == []
+    assert report.requests == len(steps)
+    assert report.replayed == sum(step.expect == REPLAYED for step in steps) > 0
+    assert report.refused == len(refused) > 0
+    assert report.created == sum(step.expect == CREATED for step in steps)
+    for agent in ACTORS:
+        sent = sorted(key for _, _, key in calls[agent.id])
+        assert sent == sorted(step.key for step in steps if step.agent == agent)
+        assert {actor for _, actor, _ in calls[agent.id]} <= {f"{agent.kind}:{agent.id}"}
+    assert {name for agent in ACTORS for name, _, _ in calls[agent.id]} == {
+        "initiate_payment",
+        "assess_risk",
+        "authorize_payment",
+        "fail_payment",
+        "capture_payment",
+        "void_payment",
+        "refund_payment",
+        "settle_payment",
+        "expire_payment",
+    }
+
+
+def test_an_answer_other_than_planned_is_reported_with_its_route_and_agent() -> None:
+    plans = planned(1)
+    first = plans[0].steps[0]
+    clients: Any = {
+        agent.id: LedgerClient(set(), {first.key: "pan_detected"}, []) for agent in ACTORS
+    }
+
+    report = run_workload(clients, plans, threads=1)
+
+    (problem, *_) = report.unexpected
+    assert problem.startswith("POST /payments by api:checkout: expected created, got pan_detected")
 
 
 def test_dead_letters_fail_the_demo() -> None:
