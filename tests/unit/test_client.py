@@ -86,6 +86,15 @@ def test_api_errors_map_to_their_class_by_code() -> None:
     assert str(error) == "idempotency_conflict (HTTP 409): key reused"
 
 
+def test_every_code_the_api_answers_has_its_own_class() -> None:
+    from ledger.domain.errors import ALL_ERRORS
+
+    for server_error in ALL_ERRORS:
+        client_error = error_class(server_error.code)
+        assert client_error is not PayledgerError, server_error.code
+        assert client_error.code_default == server_error.code
+
+
 def test_an_unknown_code_raises_the_root_with_that_code() -> None:
     body = {"error": {"code": "brand_new_code", "message": "new"}}
     error = error_from_response(400, json.dumps(body).encode(), None)
