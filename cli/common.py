@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -226,6 +227,11 @@ def reporting(options: GlobalOptions, json_output: bool) -> Iterator[None]:
     except (NoRegionError, NoCredentialsError, PartialCredentialsError) as exc:
         error = missing_aws_configuration(exc)
         exit_with_error(error.code, error.message, error.exit_code, json_output)
+    except BrokenPipeError:
+        # The reader left (``payledger … | head``): no one is left to tell. Python would meet the
+        # closed pipe again when it flushes stdout at exit, so stdout goes nowhere from here.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_OTHER) from None
     except Exception as exc:  # noqa: BLE001 - the CLI's last line: report, never a traceback
         if options.debug:
             traceback.print_exc()

@@ -49,3 +49,24 @@ def test_missing_aws_region_or_credentials_is_a_configuration_error(
     result = CliRunner().invoke(cli.app, ["history", "pay-1", "--json"])
     assert result.exit_code == 1
     assert '"code": "configuration_error"' in result.stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_error_report() -> None:
+    """``payledger api openapi | head``: the closed pipe is not reported as an error. The document
+    (over 100 KB) outgrows the pipe's buffer, so the writer always meets the closed pipe."""
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "cli", "api", "openapi"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin"},
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.read(10) == b'{\n  "opena'
+        process.stdout.close()
+        errors = process.stderr.read()
+    assert process.returncode == 1
+    assert errors == b""
