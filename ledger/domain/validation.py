@@ -21,6 +21,9 @@ METADATA_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 SCORE_PATTERN = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"
 _ID = re.compile(ID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A lone UTF-16 surrogate (e.g. JSON's "\ud800" unpaired) is not Unicode text: it has no UTF-8
+# bytes, so it could be neither stored nor hashed into the chain.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _METADATA_KEY = re.compile(METADATA_KEY_PATTERN)
 _SCORE = re.compile(SCORE_PATTERN)
 
@@ -44,8 +47,14 @@ def check_text(value: str, field: str, *, required: bool = True) -> str:
         raise LimitExceededError(f"{field} is longer than {TEXT_CHARS_MAX} characters")
     if _CONTROL.search(value):
         raise ValidationError(f"{field} must not contain control characters")
+    _reject_surrogates(value, field)
     reject_pans(value, where=field)
     return value
+
+
+def _reject_surrogates(value: str, field: str) -> None:
+    if _SURROGATE.search(value):
+        raise ValidationError(f"{field} is not valid Unicode text (it holds a lone surrogate)")
 
 
 def check_optional_text(value: str | None, field: str) -> str | None:
@@ -71,6 +80,7 @@ def check_metadata(
                 raise LimitExceededError(
                     f"{field}.{key} is longer than {METADATA_VALUE_CHARS_MAX} characters"
                 )
+            _reject_surrogates(value, f"{field}.{key}")
         elif isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > 2**63 - 1:
                 raise LimitExceededError(f"{field}.{key} is outside the 64-bit integer range")

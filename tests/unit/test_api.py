@@ -1175,3 +1175,29 @@ def test_no_listing_query_causes_a_5xx(merchant_id: str, query: dict[str, str]) 
 def _no_leaked_dependencies() -> Iterator[None]:
     yield
     assert not app.dependency_overrides
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/payments", '{"payment_id": "pay-s", "amount": "1.00", "currency": "EUR", "merchant_id": '
+         '"m-1", "customer_id": "c-1", "description": "a\\ud800b"}'),
+        ("/payments", '{"payment_id": "pay-s", "amount": "1.00", "currency": "EUR", "merchant_id": '
+         '"m-1", "customer_id": "c-1", "metadata": {"note": "\\udfff"}}'),
+        ("/payments/pay-1/risk-assessments",
+         '{"decision": "approve", "score": "0.1", "reason": "lone \\ud83d half"}'),
+    ],
+)  # fmt: skip
+def test_a_lone_surrogate_is_invalid_input_not_an_internal_error(
+    client: Client, path: str, body: str
+) -> None:
+    client.initiate("pay-1")
+    reply = client.post(path, raw=body)
+    assert (reply.status, reply.body["error"]["code"]) == (400, "validation_error")
+    assert "lone surrogate" in reply.body["error"]["message"]
+
+
+def test_a_paired_surrogate_is_an_ordinary_character(client: Client) -> None:
+    reply = client.initiate("pay-emoji", description="\U0001f600 thanks")
+    assert reply.status == 201
+    assert reply.body["payment"]["description"] == "\U0001f600 thanks"

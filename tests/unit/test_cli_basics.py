@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
 
 import pytest
@@ -70,3 +71,19 @@ def test_a_reader_that_leaves_early_gets_no_error_report() -> None:
         errors = process.stderr.read()
     assert process.returncode == 1
     assert errors == b""
+
+
+def test_an_undecodable_argument_is_invalid_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates (``os.fsdecode``): invalid input,
+    exit 2, never an unexpected error."""
+    from ledger.memory import MemoryEventStore
+
+    monkeypatch.setattr(common, "service_factory", lambda _: PaymentService(MemoryEventStore()))
+    description = os.fsdecode(b"caf\xe9")  # Latin-1 bytes, as a shell in a Latin-1 locale sends
+    result = CliRunner().invoke(
+        cli.app,
+        ["pay", "initiate", "--payment-id", "pay-1", "--amount", "1.00", "--currency", "EUR",
+         "--merchant", "m-1", "--customer", "c-1", "--key", "k-1", "--description", description],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "validation_error" in result.output
