@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from ledger.domain.errors import LimitExceededError, PanDetectedError, ValidationError
 from ledger.domain.limits import (
     ID_CHARS_MAX,
+    INTEGER_MAX,
     METADATA_KEY_CHARS_MAX,
     METADATA_KEYS_MAX,
     METADATA_VALUE_CHARS_MAX,
@@ -82,8 +83,8 @@ def check_metadata(
                 )
             _reject_surrogates(value, f"{field}.{key}")
         elif isinstance(value, int) and not isinstance(value, bool):
-            if abs(value) > 2**63 - 1:
-                raise LimitExceededError(f"{field}.{key} is outside the 64-bit integer range")
+            if abs(value) > INTEGER_MAX:
+                raise LimitExceededError(f"{field}.{key} is outside ±(2^53 - 1)")
         elif not (value is None or isinstance(value, bool)):
             raise ValidationError(f"{field}.{key} must be a string, an integer, a boolean or null")
         checked[key] = value

@@ -32,7 +32,8 @@ from ledger.domain.validation import check_metadata, reject_pans
         ("1000", "JPY", 1000),
         ("1.234", "BHD", 1234),
         ("0.0001", "CLF", 1),
-        ("92233720368547758.07", "EUR", 2**63 - 1),
+        ("90071992547409.91", "EUR", 2**53 - 1),
+        ("9007199254740991", "JPY", 2**53 - 1),
     ],
 )
 def test_parse_amount_valid_and_boundary(text: str, currency: str, minor: int) -> None:
@@ -50,12 +51,16 @@ def test_parse_amount_rejects_malformed_or_too_precise(text: str, currency: str)
         parse_amount(text, currency)
 
 
-def test_parse_amount_over_64_bits_is_a_limit() -> None:
+@pytest.mark.parametrize(
+    ("text", "currency"),
+    [("90071992547409.92", "EUR"), ("9007199254740992", "JPY"), ("92233720368547758.08", "EUR")],
+)
+def test_parse_amount_beyond_exact_json_integers_is_a_limit(text: str, currency: str) -> None:
     with pytest.raises(LimitExceededError):
-        parse_amount("92233720368547758.08", "EUR")
+        parse_amount(text, currency)
 
 
-@given(st.sampled_from(sorted(CURRENCY_EXPONENTS)), st.integers(1, 2**63 - 1))
+@given(st.sampled_from(sorted(CURRENCY_EXPONENTS)), st.integers(1, 2**53 - 1))
 def test_format_then_parse_round_trips(currency: str, minor: int) -> None:
     assert parse_amount(format_amount(minor, currency), currency) == minor
 
@@ -163,6 +168,10 @@ def test_metadata_checks_pans_and_limits() -> None:
         check_metadata({"card": VISA})
     with pytest.raises(LimitExceededError):
         check_metadata({f"k{i}": i for i in range(33)})
+    assert check_metadata({"n": 2**53 - 1, "m": -(2**53 - 1)}) == {"n": 2**53 - 1, "m": -(2**53 - 1)}
+    for beyond in (2**53, -(2**53)):
+        with pytest.raises(LimitExceededError):
+            check_metadata({"n": beyond})
     with pytest.raises(ValidationError):
         check_metadata({"bad key": 1})
     assert check_metadata({"order": "A-1", "n": 3, "ok": True, "none": None}) == {
