@@ -4,7 +4,7 @@ from __future__ import annotations
 
 PAYLOAD_BYTES_MAX = 32 * 1024
 STREAM_EVENTS_MAX = 1_000
-# Every integer a command puts in an event stays within ±(2^53 − 1), the range a JSON number
+# Every integer a command puts in an event stays within ±(2^53 - 1), the range a JSON number
 # holds exactly (I-JSON, RFC 7493): canonical JSON is then RFC 8785's, byte for byte, and any
 # verifier in any language reproduces the hashed bytes.
 INTEGER_MAX = 2**53 - 1
