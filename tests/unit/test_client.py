@@ -114,3 +114,21 @@ def test_gateway_refusals_map_by_status() -> None:
     failed = error_from_response(502, b'{"message": "Internal server error"}', None)
     assert isinstance(failed, InternalError)
     assert error_from_response(418, b"<html>teapot</html>", None).message == "<html>teapot</html>"
+
+
+def test_the_clients_types_are_the_apis_shapes() -> None:
+    """The client stands alone, so it restates the API's shapes; this keeps the two equal."""
+    from typing import get_args
+
+    from handlers.api.models import ActorView, EventView, PaymentView
+    from ledger.domain.events import RiskDecision as ServerRiskDecision
+    from ledger.domain.payment import STATUSES
+    from ledger.envelope import ACTOR_KINDS
+    from payledger_client import types
+
+    assert set(types.Payment.__annotations__) == set(PaymentView.model_fields)
+    assert set(types.Event.__annotations__) == set(EventView.model_fields)
+    assert set(types.Actor.__annotations__) == set(ActorView.model_fields)
+    assert get_args(types.Status) == tuple(STATUSES)
+    assert get_args(types.ActorKind) == tuple(ACTOR_KINDS)
+    assert get_args(types.RiskDecision) == get_args(ServerRiskDecision)
